@@ -1,0 +1,362 @@
+//! Node settings: a TOML file, then `EVERYNODE_*` variables, then flags (each wins over the one before), validated into a [`NodeConfig`].
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::{Args, ValueEnum};
+use serde::{Deserialize, Serialize};
+
+use crate::error::InputError;
+use crate::scheduling::{labels, Taint};
+
+/// Default UDP port for gossip.
+pub const DEFAULT_GOSSIP_PORT: u16 = 9494;
+/// Default TCP port for the HTTP API.
+pub const DEFAULT_API_PORT: u16 = 9495;
+/// Default cluster name; nodes only gossip with nodes of the same cluster.
+pub const DEFAULT_CLUSTER: &str = "everynode";
+
+/// Which container runtime a node uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum RuntimeChoice {
+    /// Docker when its socket answers, else processes.
+    #[default]
+    Auto,
+    Docker,
+    Process,
+}
+
+/// How the agent writes its logs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+/// The agent's flags as typed by clap; each also reads an `EVERYNODE_*` variable, which clap
+/// applies only when the flag is absent, so flags win over the environment.
+#[derive(Debug, Clone, Default, Args)]
+pub struct AgentFlags {
+    /// TOML config file (see config/ for examples); flags and EVERYNODE_* variables override it.
+    #[arg(long, env = "EVERYNODE_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Stable node name [default: kept in the data dir, else the host name].
+    #[arg(long, env = "EVERYNODE_NODE_ID", value_name = "ID")]
+    pub node_id: Option<String>,
+    /// Where the node keeps its identity and state [default: /var/lib/everynode as root, else ~/.local/share/everynode].
+    #[arg(long, env = "EVERYNODE_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Cluster name; nodes gossip only within one cluster [default: everynode].
+    #[arg(long, env = "EVERYNODE_CLUSTER", value_name = "NAME")]
+    pub cluster: Option<String>,
+    /// UDP address to gossip on [default: 0.0.0.0:9494].
+    #[arg(long, env = "EVERYNODE_GOSSIP_ADDR", value_name = "HOST:PORT", value_parser = parse_socket_addr)]
+    pub gossip_addr: Option<SocketAddr>,
+    /// TCP address of the HTTP API [default: 0.0.0.0:9495].
+    #[arg(long, env = "EVERYNODE_API_ADDR", value_name = "HOST:PORT", value_parser = parse_socket_addr)]
+    pub api_addr: Option<SocketAddr>,
+    /// Address other nodes reach this one at [default: the bind address, else the local address routing to the first seed].
+    #[arg(long, env = "EVERYNODE_ADVERTISE_ADDR", value_name = "HOST", value_parser = parse_host)]
+    pub advertise_addr: Option<String>,
+    /// Gossip address of a node to join through (repeatable, or comma-separated).
+    #[arg(long = "seed", env = "EVERYNODE_SEEDS", value_name = "HOST:PORT", value_delimiter = ',', value_parser = parse_seed)]
+    pub seeds: Vec<String>,
+    /// Node label (repeatable, or comma-separated).
+    #[arg(long = "label", env = "EVERYNODE_LABELS", value_name = "KEY=VALUE", value_delimiter = ',', value_parser = labels::parse_label)]
+    pub labels: Vec<(String, String)>,
+    /// Node taint (repeatable, or comma-separated), e.g. dedicated=gpu:NoSchedule.
+    #[arg(long = "taint", env = "EVERYNODE_TAINTS", value_name = "KEY[=VALUE]:EFFECT", value_delimiter = ',', value_parser = parse_taint)]
+    pub taints: Vec<Taint>,
+    /// Container runtime [default: auto].
+    #[arg(long, env = "EVERYNODE_RUNTIME", value_enum)]
+    pub runtime: Option<RuntimeChoice>,
+    /// Log format on standard error [default: text].
+    #[arg(long, env = "EVERYNODE_LOG_FORMAT", value_enum)]
+    pub log_format: Option<LogFormat>,
+    /// Gossip round interval in milliseconds [default: 250].
+    #[arg(long, env = "EVERYNODE_GOSSIP_INTERVAL_MS", value_name = "MS", value_parser = clap::value_parser!(u64).range(10..=10_000))]
+    pub gossip_interval_ms: Option<u64>,
+}
+
+/// The `--config` file. Every field is optional; unknown fields are errors so typos surface.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub node_id: Option<String>,
+    pub data_dir: Option<PathBuf>,
+    pub cluster: Option<String>,
+    #[serde(default, deserialize_with = "de_opt_socket_addr")]
+    pub gossip_addr: Option<SocketAddr>,
+    #[serde(default, deserialize_with = "de_opt_socket_addr")]
+    pub api_addr: Option<SocketAddr>,
+    pub advertise_addr: Option<String>,
+    pub seeds: Option<Vec<String>>,
+    #[serde(default, deserialize_with = "de_opt_labels")]
+    pub labels: Option<BTreeMap<String, String>>,
+    pub taints: Option<Vec<Taint>>,
+    pub runtime: Option<RuntimeChoice>,
+    pub log_format: Option<LogFormat>,
+    pub gossip_interval_ms: Option<u64>,
+}
+
+/// Everything a node needs to start, validated.
+#[derive(Debug, Clone, Serialize)]
+pub struct NodeConfig {
+    /// Explicit node id; `None` means "kept in the data dir, else the host name".
+    pub node_id: Option<String>,
+    pub data_dir: PathBuf,
+    pub cluster: String,
+    pub gossip_addr: SocketAddr,
+    pub api_addr: SocketAddr,
+    pub advertise_addr: Option<String>,
+    pub seeds: Vec<String>,
+    pub labels: BTreeMap<String, String>,
+    pub taints: Vec<Taint>,
+    pub runtime: RuntimeChoice,
+    pub log_format: LogFormat,
+    pub gossip_interval: Duration,
+}
+
+impl NodeConfig {
+    /// Layers flags (with their environment variables) over the config file over defaults.
+    pub fn resolve(flags: &AgentFlags) -> Result<NodeConfig, InputError> {
+        let file = match &flags.config {
+            Some(path) => load_file(path)?,
+            None => FileConfig::default(),
+        };
+        let origin = |field: &str| match &flags.config {
+            Some(p) => format!("`{field}` in {}", p.display()),
+            None => format!("`{field}`"),
+        };
+
+        let node_id = flags.node_id.clone().or(file.node_id);
+        if let Some(id) = &node_id {
+            validate_node_id(id).map_err(|e| InputError::new(format!("--node-id: {e}")))?;
+        }
+        let cluster = flags
+            .cluster
+            .clone()
+            .or(file.cluster)
+            .unwrap_or_else(|| DEFAULT_CLUSTER.to_string());
+        labels::validate_label_value(&cluster)
+            .map_err(|e| InputError::new(format!("--cluster / {}: {e}", origin("cluster"))))?;
+        if let Some(host) = file.advertise_addr.as_deref() {
+            parse_host(host).map_err(|e| InputError::new(format!("{}: {e}", origin("advertise_addr"))))?;
+        }
+        let file_seeds = file.seeds.unwrap_or_default();
+        for seed in &file_seeds {
+            parse_seed(seed).map_err(|e| InputError::new(format!("{}: {e}", origin("seeds"))))?;
+        }
+        let gossip_interval_ms = flags
+            .gossip_interval_ms
+            .or(file.gossip_interval_ms)
+            .unwrap_or(250);
+        if !(10..=10_000).contains(&gossip_interval_ms) {
+            return Err(InputError::new(format!(
+                "{}: {gossip_interval_ms} is out of range; use 10 to 10000 milliseconds",
+                origin("gossip_interval_ms")
+            )));
+        }
+
+        Ok(NodeConfig {
+            node_id,
+            data_dir: flags
+                .data_dir
+                .clone()
+                .or(file.data_dir)
+                .unwrap_or_else(default_data_dir),
+            cluster,
+            gossip_addr: flags
+                .gossip_addr
+                .or(file.gossip_addr)
+                .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], DEFAULT_GOSSIP_PORT))),
+            api_addr: flags
+                .api_addr
+                .or(file.api_addr)
+                .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], DEFAULT_API_PORT))),
+            advertise_addr: flags.advertise_addr.clone().or(file.advertise_addr),
+            seeds: if flags.seeds.is_empty() {
+                file_seeds
+            } else {
+                flags.seeds.clone()
+            },
+            labels: if flags.labels.is_empty() {
+                file.labels.unwrap_or_default()
+            } else {
+                flags.labels.iter().cloned().collect()
+            },
+            taints: if flags.taints.is_empty() {
+                file.taints.unwrap_or_default()
+            } else {
+                flags.taints.clone()
+            },
+            runtime: flags.runtime.or(file.runtime).unwrap_or_default(),
+            log_format: flags.log_format.or(file.log_format).unwrap_or_default(),
+            gossip_interval: Duration::from_millis(gossip_interval_ms),
+        })
+    }
+}
+
+/// The documented default data dir: system-wide for root, per-user otherwise.
+pub fn default_data_dir() -> PathBuf {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    if unsafe { libc::geteuid() } == 0 {
+        return PathBuf::from("/var/lib/everynode");
+    }
+    match std::env::var_os("XDG_DATA_HOME")
+        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".local/share").into_os_string()))
+    {
+        Some(base) => Path::new(&base).join("everynode"),
+        None => PathBuf::from("everynode-data"),
+    }
+}
+
+/// Reads and parses a config file; errors name the file and the line.
+pub fn load_file(path: &Path) -> Result<FileConfig, InputError> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        InputError::new(format!(
+            "cannot read config file {}: {e} (check --config / EVERYNODE_CONFIG)",
+            path.display()
+        ))
+    })?;
+    toml::from_str(&text).map_err(|e| {
+        let line = e
+            .span()
+            .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1)
+            .map(|l| format!(" line {l}"))
+            .unwrap_or_default();
+        let msg = e.message().replace('\n', " ");
+        InputError::new(format!(
+            "invalid config file {}{line}: {}",
+            path.display(),
+            msg.trim()
+        ))
+    })
+}
+
+/// A node id becomes the `kubernetes.io/hostname` label, so it follows label-value rules.
+pub fn validate_node_id(id: &str) -> Result<(), String> {
+    if id.is_empty() {
+        return Err("node id must not be empty".into());
+    }
+    labels::validate_label_value(id).map_err(|e| format!("node id {e}"))
+}
+
+fn parse_socket_addr(s: &str) -> Result<SocketAddr, String> {
+    s.parse()
+        .map_err(|_| format!("`{s}` is not an IP:PORT address, e.g. 0.0.0.0:{DEFAULT_GOSSIP_PORT} or [::]:{DEFAULT_GOSSIP_PORT}"))
+}
+
+fn parse_taint(s: &str) -> Result<Taint, String> {
+    s.parse()
+}
+
+/// An advertise host is an IP address or a DNS name, without a port.
+fn parse_host(s: &str) -> Result<String, String> {
+    if s.parse::<std::net::IpAddr>().is_ok() {
+        return Ok(s.to_string());
+    }
+    let valid_dns = !s.is_empty()
+        && s.len() <= 253
+        && s.split('.').all(|p| {
+            !p.is_empty()
+                && p.len() <= 63
+                && p.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+                && !p.starts_with('-')
+        });
+    if valid_dns {
+        Ok(s.to_string())
+    } else {
+        Err(format!(
+            "`{s}` is not an IP address or host name (give the host only, without a port)"
+        ))
+    }
+}
+
+/// A seed is `HOST:PORT` where HOST is an IP (IPv6 in brackets) or a DNS name.
+fn parse_seed(s: &str) -> Result<String, String> {
+    let bad = || format!("seed `{s}` must be HOST:PORT, e.g. 10.0.0.1:{DEFAULT_GOSSIP_PORT}");
+    if s.parse::<SocketAddr>().is_ok() {
+        return Ok(s.to_string());
+    }
+    let (host, port) = s.rsplit_once(':').ok_or_else(bad)?;
+    port.parse::<u16>().ok().filter(|p| *p != 0).ok_or_else(bad)?;
+    parse_host(host).map_err(|_| bad())?;
+    Ok(s.to_string())
+}
+
+fn de_opt_socket_addr<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<SocketAddr>, D::Error> {
+    let s: Option<String> = Option::deserialize(d)?;
+    s.map(|s| parse_socket_addr(&s).map_err(serde::de::Error::custom))
+        .transpose()
+}
+
+fn de_opt_labels<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<BTreeMap<String, String>>, D::Error> {
+    let m: Option<BTreeMap<String, String>> = Option::deserialize(d)?;
+    if let Some(m) = &m {
+        for (k, v) in m {
+            labels::validate_label_key(k).map_err(serde::de::Error::custom)?;
+            labels::validate_label_value(v).map_err(serde::de::Error::custom)?;
+        }
+    }
+    Ok(m)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(text: &str) -> tempfile::NamedTempFile {
+        let f = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(f.path(), text).unwrap();
+        f
+    }
+
+    #[test]
+    fn flags_win_over_file() {
+        let f = write("node_id = \"from-file\"\nseeds = [\"10.0.0.1:9494\"]\nlabels = { zone = \"a\" }\n");
+        let flags = AgentFlags {
+            config: Some(f.path().into()),
+            node_id: Some("from-flag".into()),
+            ..Default::default()
+        };
+        let cfg = NodeConfig::resolve(&flags).unwrap();
+        assert_eq!(cfg.node_id.as_deref(), Some("from-flag"));
+        assert_eq!(cfg.seeds, vec!["10.0.0.1:9494".to_string()]);
+        assert_eq!(cfg.labels.get("zone").map(String::as_str), Some("a"));
+        assert_eq!(cfg.gossip_addr.port(), DEFAULT_GOSSIP_PORT);
+    }
+
+    #[test]
+    fn file_errors_name_file_and_line() {
+        let f = write("node_id = \"a\"\n\ngosip_addr = \"1.2.3.4:5\"\n");
+        let err = load_file(f.path()).unwrap_err().to_string();
+        assert!(err.contains("line 3"), "{err}");
+        assert!(err.contains("gosip_addr"), "{err}");
+        let f = write("taints = [\"x:Sometimes\"]\n");
+        let err = load_file(f.path()).unwrap_err().to_string();
+        assert!(err.contains("line 1") && err.contains("Sometimes"), "{err}");
+        let err = load_file(Path::new("/nonexistent/everynode.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("/nonexistent/everynode.toml"), "{err}");
+    }
+
+    #[test]
+    fn seeds_and_hosts() {
+        assert!(parse_seed("10.0.0.1:9494").is_ok());
+        assert!(parse_seed("node-1.example.com:9494").is_ok());
+        assert!(parse_seed("[::1]:9494").is_ok());
+        assert!(parse_seed("10.0.0.1").is_err());
+        assert!(parse_seed("host:0").is_err());
+        assert!(parse_seed("ho st:1").is_err());
+        assert!(parse_host("10.0.0.1:80").is_err());
+    }
+}

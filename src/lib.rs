@@ -1,0 +1,23 @@
+//! everynode: Kubernetes DaemonSets without Kubernetes.
+//!
+//! Every host runs the same binary; hosts find each other by gossip and each converges to one
+//! running instance of every DaemonSet that selects it.
+//!
+//! # Layout
+//! - [`config`]: node settings from a TOML file, `EVERYNODE_*` variables and flags, validated.
+//! - [`error`]: the bad-input error type that the binary maps to exit code 2.
+//! - [`membership`]: the chitchat gossip wrapper: who is alive, and each node's published keys.
+//! - [`runtime`]: container runtimes; for now the choice between Docker and child processes.
+//! - [`node`]: wires one running node together (data dir, gossip, API) and shuts it down.
+//! - [`api`]: the HTTP JSON API every node serves, with health and Prometheus metrics.
+//! - [`cli`]: the `everynode` command line: the agent and the admin commands.
+//! - [`scheduling`]: pure placement rules with Kubernetes semantics (labels, taints).
+
+pub mod api;
+pub mod cli;
+pub mod config;
+pub mod error;
+pub mod membership;
+pub mod node;
+pub mod runtime;
+pub mod scheduling;

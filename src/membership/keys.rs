@@ -1,0 +1,64 @@
+//! Every gossip key a node publishes about itself, in one place, with typed readers that log and default on bad values.
+
+use std::collections::BTreeMap;
+
+use chitchat::NodeState;
+use tracing::warn;
+
+use crate::scheduling::Taint;
+
+/// `HOST:PORT` of the node's HTTP API, as other nodes should dial it.
+pub const API_ADDR: &str = "api_addr";
+/// JSON object of the node's labels, builtin ones included.
+pub const LABELS: &str = "labels";
+/// JSON array of the node's taints as `key=value:Effect` strings.
+pub const TAINTS: &str = "taints";
+/// The container runtime the node chose (`docker` or `process`).
+pub const RUNTIME: &str = "runtime";
+/// The node's control-plane role (`leader`, `voter`, `learner`); empty until it has one.
+pub const ROLE: &str = "role";
+/// Unix seconds at which this generation of the node started; drives the AGE column.
+pub const STARTED_AT: &str = "started_at";
+/// The everynode version the node runs, to spot mixed-version fleets.
+pub const VERSION: &str = "version";
+
+/// Reads a JSON-encoded key, logging and defaulting when it is missing or malformed, so one
+/// bad peer never breaks the listing.
+fn read_json<T: serde::de::DeserializeOwned + Default>(state: &NodeState, key: &str) -> T {
+    match state.get(key) {
+        None => T::default(),
+        Some(raw) => serde_json::from_str(raw).unwrap_or_else(|e| {
+            warn!(node = %state.chitchat_id().node_id, key, error = %e, "ignoring malformed gossip value");
+            T::default()
+        }),
+    }
+}
+
+pub fn labels(state: &NodeState) -> BTreeMap<String, String> {
+    read_json(state, LABELS)
+}
+
+pub fn taints(state: &NodeState) -> Vec<Taint> {
+    read_json(state, TAINTS)
+}
+
+pub fn string(state: &NodeState, key: &str) -> Option<String> {
+    state.get(key).filter(|v| !v.is_empty()).map(str::to_string)
+}
+
+pub fn started_at(state: &NodeState) -> Option<u64> {
+    let raw = state.get(STARTED_AT)?;
+    raw.parse()
+        .map_err(|e| warn!(node = %state.chitchat_id().node_id, value = raw, error = %e, "ignoring malformed started_at"))
+        .ok()
+}
+
+/// Encodes labels for [`LABELS`].
+pub fn encode_labels(labels: &BTreeMap<String, String>) -> String {
+    serde_json::to_string(labels).expect("a string map always serializes")
+}
+
+/// Encodes taints for [`TAINTS`].
+pub fn encode_taints(taints: &[Taint]) -> String {
+    serde_json::to_string(taints).expect("taints always serialize")
+}

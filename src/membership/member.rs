@@ -1,0 +1,81 @@
+//! The member view users see, computed by a pure function from chitchat's node states.
+
+use std::collections::{BTreeMap, HashSet};
+
+use chitchat::{ChitchatId, NodeState};
+use serde::{Deserialize, Serialize};
+
+use super::keys;
+use crate::scheduling::Taint;
+
+/// Whether the failure detector currently hears from a member.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MemberState {
+    Alive,
+    Dead,
+}
+
+impl std::fmt::Display for MemberState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            MemberState::Alive => "alive",
+            MemberState::Dead => "dead",
+        })
+    }
+}
+
+/// One node as seen by the local node: its newest generation only.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Member {
+    pub name: String,
+    pub state: MemberState,
+    /// Start time of this incarnation; a restarted node has a higher one.
+    pub generation: u64,
+    pub gossip_addr: String,
+    /// Empty when the node has not published it yet.
+    pub api_addr: String,
+    /// Empty until the control plane assigns one.
+    pub role: String,
+    pub runtime: String,
+    pub version: String,
+    pub labels: BTreeMap<String, String>,
+    pub taints: Vec<Taint>,
+    /// Unix seconds at which this generation started.
+    pub started_at: Option<u64>,
+}
+
+/// Builds the member list: one entry per node id, the highest generation winning, so a
+/// restarted node replaces its old self; alive when that generation is live. Sorted by name.
+pub fn members_from_states<'a>(
+    states: impl IntoIterator<Item = (&'a ChitchatId, &'a NodeState)>,
+    live: &HashSet<ChitchatId>,
+) -> Vec<Member> {
+    let mut newest: BTreeMap<&str, (&ChitchatId, &NodeState)> = BTreeMap::new();
+    for (id, state) in states {
+        let entry = newest.entry(&id.node_id).or_insert((id, state));
+        if id.generation_id > entry.0.generation_id {
+            *entry = (id, state);
+        }
+    }
+    newest
+        .into_values()
+        .map(|(id, state)| Member {
+            name: id.node_id.to_string(),
+            state: if live.contains(id) {
+                MemberState::Alive
+            } else {
+                MemberState::Dead
+            },
+            generation: id.generation_id,
+            gossip_addr: id.gossip_advertise_addr.to_string(),
+            api_addr: keys::string(state, keys::API_ADDR).unwrap_or_default(),
+            role: keys::string(state, keys::ROLE).unwrap_or_default(),
+            runtime: keys::string(state, keys::RUNTIME).unwrap_or_default(),
+            version: keys::string(state, keys::VERSION).unwrap_or_default(),
+            labels: keys::labels(state),
+            taints: keys::taints(state),
+            started_at: keys::started_at(state),
+        })
+        .collect()
+}

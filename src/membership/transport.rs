@@ -1,0 +1,75 @@
+//! A gossip transport wrapper that counts packets and bytes for `/metrics`.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use chitchat::transport::{RecvOutcome, SendOutcome, Socket, Transport};
+use chitchat::ChitchatEnvelope;
+
+/// Gossip traffic counters, shared between the socket and the metrics endpoint.
+#[derive(Debug, Default)]
+pub struct GossipStats {
+    pub packets_sent: AtomicU64,
+    pub bytes_sent: AtomicU64,
+    pub packets_received: AtomicU64,
+    pub bytes_received: AtomicU64,
+}
+
+impl GossipStats {
+    pub fn snapshot(&self) -> [u64; 4] {
+        [
+            self.packets_sent.load(Ordering::Relaxed),
+            self.bytes_sent.load(Ordering::Relaxed),
+            self.packets_received.load(Ordering::Relaxed),
+            self.bytes_received.load(Ordering::Relaxed),
+        ]
+    }
+}
+
+/// Wraps the real transport (UDP in production, channels in simulations).
+pub struct CountingTransport {
+    pub inner: Box<dyn Transport>,
+    pub stats: Arc<GossipStats>,
+}
+
+#[async_trait::async_trait]
+impl Transport for CountingTransport {
+    async fn open(&self, listen_addr: SocketAddr) -> anyhow::Result<Box<dyn Socket>> {
+        let inner = self.inner.open(listen_addr).await?;
+        Ok(Box::new(CountingSocket {
+            inner,
+            stats: self.stats.clone(),
+        }))
+    }
+}
+
+struct CountingSocket {
+    inner: Box<dyn Socket>,
+    stats: Arc<GossipStats>,
+}
+
+#[async_trait::async_trait]
+impl Socket for CountingSocket {
+    fn local_addr(&self) -> anyhow::Result<SocketAddr> {
+        self.inner.local_addr()
+    }
+
+    async fn send(&mut self, to: SocketAddr, envelope: ChitchatEnvelope) -> anyhow::Result<SendOutcome> {
+        let outcome = self.inner.send(to, envelope).await?;
+        self.stats.packets_sent.fetch_add(1, Ordering::Relaxed);
+        self.stats
+            .bytes_sent
+            .fetch_add(outcome.num_bytes_sent as u64, Ordering::Relaxed);
+        Ok(outcome)
+    }
+
+    async fn recv(&mut self) -> anyhow::Result<RecvOutcome> {
+        let outcome = self.inner.recv().await?;
+        self.stats.packets_received.fetch_add(1, Ordering::Relaxed);
+        self.stats
+            .bytes_received
+            .fetch_add(outcome.num_bytes_received as u64, Ordering::Relaxed);
+        Ok(outcome)
+    }
+}

@@ -1,0 +1,266 @@
+//! One running node: claims its data dir and ports, starts gossip and the API, and stops cleanly on a signal.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::future::Future;
+use std::io::Write;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context;
+use tracing::{info, warn};
+
+use crate::api;
+use crate::config::{validate_node_id, NodeConfig};
+use crate::error::InputError;
+use crate::membership::{keys, Membership, MembershipConfig};
+use crate::runtime;
+
+/// File in the data dir that keeps the node id across restarts.
+const NODE_ID_FILE: &str = "node-id";
+/// File in the data dir held locked while an agent uses it.
+const LOCK_FILE: &str = "agent.lock";
+
+/// Runs a node until `shutdown` resolves. Bad settings fail before anything is started.
+pub async fn run(
+    config: NodeConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let _lock = claim_data_dir(&config.data_dir)?;
+    let node_id = resolve_node_id(&config.data_dir, config.node_id.as_deref())?;
+
+    let api_listener = tokio::net::TcpListener::bind(config.api_addr).await.map_err(|e| {
+        InputError::new(format!(
+            "cannot listen for the API on {}/tcp: {e}; is another agent running? choose a free port with --api-addr",
+            config.api_addr
+        ))
+    })?;
+    let advertise_ip = advertise_ip(&config).await?;
+    let gossip_advertise = SocketAddr::new(advertise_ip, config.gossip_addr.port());
+    let api_advertise = SocketAddr::new(
+        if config.api_addr.ip().is_unspecified() {
+            advertise_ip
+        } else {
+            config.api_addr.ip()
+        },
+        api_listener.local_addr()?.port(),
+    );
+    let runtime = runtime::choose(config.runtime).await?;
+
+    let started = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+    let labels = node_labels(&node_id, &config.labels);
+    let initial_keys = vec![
+        (keys::API_ADDR.to_string(), api_advertise.to_string()),
+        (keys::LABELS.to_string(), keys::encode_labels(&labels)),
+        (keys::TAINTS.to_string(), keys::encode_taints(&config.taints)),
+        (keys::RUNTIME.to_string(), runtime.as_str().to_string()),
+        (keys::STARTED_AT.to_string(), started.as_secs().to_string()),
+        (keys::VERSION.to_string(), env!("CARGO_PKG_VERSION").to_string()),
+    ];
+    let membership = Membership::start(
+        MembershipConfig {
+            node_id: node_id.clone(),
+            generation: started.as_millis() as u64,
+            cluster: config.cluster.clone(),
+            listen_addr: config.gossip_addr,
+            advertise_addr: gossip_advertise,
+            seeds: config.seeds.clone(),
+            gossip_interval: config.gossip_interval,
+            dead_node_grace: Duration::from_secs(24 * 3600),
+            initial_keys,
+        },
+        Box::new(chitchat::transport::UdpTransport),
+    )
+    .await
+    .map_err(|e| {
+        InputError::new(format!(
+            "cannot listen for gossip on {}/udp: {}; choose a free port with --gossip-addr",
+            config.gossip_addr,
+            e.root_cause()
+        ))
+    })?;
+
+    info!(
+        node = %node_id,
+        cluster = %config.cluster,
+        gossip = %gossip_advertise,
+        api = %api_advertise,
+        runtime = runtime.as_str(),
+        data_dir = %config.data_dir.display(),
+        seeds = ?config.seeds,
+        "node started"
+    );
+
+    let app = api::router(api::ApiState {
+        membership: membership.clone(),
+    });
+    axum::serve(api_listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+        .context("API server failed")?;
+
+    info!("shutting down");
+    membership.shutdown().await;
+    info!("stopped");
+    Ok(())
+}
+
+/// Resolves when SIGINT or SIGTERM arrives.
+pub async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("installing a SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => info!("received SIGINT"),
+        _ = term.recv() => info!("received SIGTERM"),
+    }
+}
+
+/// User labels plus the builtin ones Kubernetes sets on every node; builtins win so that
+/// placement on `kubernetes.io/hostname` always means this node.
+pub fn node_labels(node_id: &str, user: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+    let mut labels = user.clone();
+    for key in ["kubernetes.io/hostname", "kubernetes.io/os", "kubernetes.io/arch"] {
+        if user.contains_key(key) {
+            warn!(
+                label = key,
+                "ignoring a user label that overrides a builtin label"
+            );
+        }
+    }
+    labels.insert("kubernetes.io/hostname".into(), node_id.into());
+    labels.insert("kubernetes.io/os".into(), std::env::consts::OS.into());
+    labels.insert("kubernetes.io/arch".into(), kube_arch().into());
+    labels
+}
+
+/// Kubernetes names architectures as Go does.
+fn kube_arch() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        "x86" => "386",
+        "powerpc64" => "ppc64le",
+        other => other,
+    }
+}
+
+/// Creates the data dir and holds an exclusive lock on it for the life of the node, so two
+/// agents never share one identity.
+fn claim_data_dir(dir: &Path) -> Result<fs::File, InputError> {
+    fs::create_dir_all(dir).map_err(|e| {
+        InputError::new(format!(
+            "cannot create data dir {}: {e}; choose another with --data-dir",
+            dir.display()
+        ))
+    })?;
+    let path = dir.join(LOCK_FILE);
+    let file = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| {
+            InputError::new(format!(
+                "cannot open {}: {e}; check the --data-dir permissions",
+                path.display()
+            ))
+        })?;
+    // SAFETY: flock on a valid, owned descriptor.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        return Err(InputError::new(format!(
+            "data dir {} is in use by another everynode agent; give each agent its own --data-dir",
+            dir.display()
+        )));
+    }
+    Ok(file)
+}
+
+/// The node id: the explicit one (remembered), else the remembered one, else the host name.
+fn resolve_node_id(dir: &Path, explicit: Option<&str>) -> Result<String, InputError> {
+    let path: PathBuf = dir.join(NODE_ID_FILE);
+    let stored = fs::read_to_string(&path)
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty());
+    let id = match (explicit, stored) {
+        (Some(id), Some(old)) if id != old => {
+            warn!(old = %old, new = %id, "node id changed by configuration; the node joins as a new member");
+            id.to_string()
+        }
+        (Some(id), _) => id.to_string(),
+        (None, Some(old)) => {
+            validate_node_id(&old).map_err(|e| {
+                InputError::new(format!("{}: {e}; fix the file or set --node-id", path.display()))
+            })?;
+            return Ok(old);
+        }
+        (None, None) => {
+            let host = hostname().to_lowercase();
+            validate_node_id(&host).map_err(|e| {
+                InputError::new(format!("the host name cannot be a node id ({e}); set --node-id"))
+            })?;
+            host
+        }
+    };
+    let mut f = fs::File::create(&path).map_err(|e| {
+        InputError::new(format!(
+            "cannot write {}: {e}; check the --data-dir permissions",
+            path.display()
+        ))
+    })?;
+    writeln!(f, "{id}").map_err(|e| InputError::new(format!("cannot write {}: {e}", path.display())))?;
+    Ok(id)
+}
+
+fn hostname() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: the buffer is valid for its length; gethostname NUL-terminates within it.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    if rc != 0 {
+        return String::new();
+    }
+    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    String::from_utf8_lossy(&buf[..end]).into_owned()
+}
+
+/// The IP other nodes reach this one at: `--advertise-addr` (resolved), else the gossip bind
+/// IP, else the local address the kernel would route from towards the first seed.
+async fn advertise_ip(config: &NodeConfig) -> Result<IpAddr, InputError> {
+    if let Some(host) = &config.advertise_addr {
+        let mut addrs = tokio::net::lookup_host((host.as_str(), 0))
+            .await
+            .map_err(|e| InputError::new(format!("--advertise-addr {host}: cannot resolve: {e}")))?;
+        return addrs
+            .next()
+            .map(|a| a.ip())
+            .ok_or_else(|| InputError::new(format!("--advertise-addr {host}: resolves to no address")));
+    }
+    if !config.gossip_addr.ip().is_unspecified() {
+        return Ok(config.gossip_addr.ip());
+    }
+    // Connecting a UDP socket only asks the routing table; nothing is sent.
+    let mut targets: Vec<SocketAddr> = Vec::new();
+    for seed in &config.seeds {
+        if let Ok(mut addrs) = tokio::net::lookup_host(seed.as_str()).await {
+            targets.extend(addrs.next());
+        }
+    }
+    // TEST-NET-1: never routed, only used to find the default outgoing interface.
+    targets.push(SocketAddr::from(([192, 0, 2, 1], 9)));
+    for target in targets {
+        let Ok(sock) = std::net::UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0)) else {
+            continue;
+        };
+        if sock.connect(target).is_ok() {
+            if let Ok(local) = sock.local_addr() {
+                if !local.ip().is_unspecified() {
+                    return Ok(local.ip());
+                }
+            }
+        }
+    }
+    warn!("no route to find an advertise address; advertising 127.0.0.1 (set --advertise-addr)");
+    Ok(IpAddr::V4(Ipv4Addr::LOCALHOST))
+}
