@@ -49,10 +49,11 @@ impl Client {
     }
 
     fn unreachable(&self, e: reqwest::Error) -> anyhow::Error {
-        let cause = std::error::Error::source(&e)
-            .and_then(std::error::Error::source)
-            .map(|s| s.to_string())
-            .unwrap_or_else(|| e.to_string());
+        // The innermost cause is the one people recognise ("Connection refused").
+        let mut cause: &dyn std::error::Error = &e;
+        while let Some(next) = cause.source() {
+            cause = next;
+        }
         anyhow!(
             "cannot reach the everynode API at {} ({cause}); is an agent running there? point elsewhere with --server URL or EVERYNODE_SERVER",
             self.base

@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Starts a local 3-node everynode cluster on loopback (process runtime), or stops it.
+#   examples/local-cluster.sh         start (builds the binary first)
+#   examples/local-cluster.sh stop    stop every agent it started
+set -euo pipefail
+
+N=${N:-3}
+BASE_DIR=${BASE_DIR:-${TMPDIR:-/tmp}/everynode-local}
+GOSSIP_BASE=${GOSSIP_BASE:-17946}
+API_BASE=${API_BASE:-18946}
+cd "$(dirname "$0")/.."
+
+stop() {
+  if [[ -f "$BASE_DIR/pids" ]]; then
+    while read -r pid; do kill "$pid" 2>/dev/null || true; done < "$BASE_DIR/pids"
+    rm -f "$BASE_DIR/pids"
+    echo "stopped the local cluster (data kept in $BASE_DIR)"
+  else
+    echo "no local cluster is running from $BASE_DIR"
+  fi
+}
+
+if [[ "${1:-start}" == "stop" ]]; then stop; exit 0; fi
+if [[ -f "$BASE_DIR/pids" ]]; then
+  echo "a local cluster already runs from $BASE_DIR; stop it with: $0 stop" >&2
+  exit 1
+fi
+
+cargo build --release --quiet
+BIN=target/release/everynode
+mkdir -p "$BASE_DIR"
+SEED="127.0.0.1:$GOSSIP_BASE"
+for i in $(seq 0 $((N - 1))); do
+  "$BIN" agent --node-id "node-$i" --data-dir "$BASE_DIR/node-$i" --runtime process \
+    --gossip-addr "127.0.0.1:$((GOSSIP_BASE + i))" --api-addr "127.0.0.1:$((API_BASE + i))" \
+    --seed "$SEED" --label "example.com/slot=$i" >"$BASE_DIR/node-$i.log" 2>&1 &
+  echo $! >> "$BASE_DIR/pids"
+  echo "started node-$i: gossip 127.0.0.1:$((GOSSIP_BASE + i)), API http://127.0.0.1:$((API_BASE + i)), log $BASE_DIR/node-$i.log"
+done
+
+export EVERYNODE_SERVER="http://127.0.0.1:$API_BASE"
+printf 'waiting for %s members' "$N"
+for _ in $(seq 1 100); do
+  alive=$("$BIN" members -o json 2>/dev/null | grep -c '"state": "alive"' || true)
+  if [[ "$alive" == "$N" ]]; then break; fi
+  printf '.'; sleep 0.2
+done
+echo
+"$BIN" members
+cat <<EOT
+
+Talk to it:   export EVERYNODE_SERVER=$EVERYNODE_SERVER; $BIN members
+Stop it:      $0 stop
+EOT

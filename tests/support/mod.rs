@@ -1,0 +1,255 @@
+//! Test harness: real `everynode agent` processes on loopback with free ports, condition waits, and cleanup even on panic.
+#![allow(dead_code)]
+
+use std::collections::HashSet;
+use std::fs;
+use std::io::{BufRead, BufReader};
+use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// The binary under test.
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_everynode")
+}
+
+/// A command for the binary with no `EVERYNODE_*` variables leaking in from the caller.
+pub fn everynode() -> Command {
+    let mut cmd = Command::new(bin());
+    for (key, _) in std::env::vars() {
+        if key.starts_with("EVERYNODE_") {
+            cmd.env_remove(key);
+        }
+    }
+    cmd.env("RUST_LOG", "info");
+    cmd
+}
+
+/// A loopback port free for both TCP and UDP, never handed out twice in this process.
+pub fn free_port() -> u16 {
+    static GIVEN: Mutex<Option<HashSet<u16>>> = Mutex::new(None);
+    loop {
+        let tcp = TcpListener::bind("127.0.0.1:0").expect("binding a probe socket");
+        let port = tcp.local_addr().unwrap().port();
+        if UdpSocket::bind(("127.0.0.1", port)).is_err() {
+            continue;
+        }
+        let mut given = GIVEN.lock().unwrap();
+        if given.get_or_insert_with(HashSet::new).insert(port) {
+            return port;
+        }
+    }
+}
+
+/// Polls `check` until it returns `Ok`, or panics after `timeout` with the last reason.
+pub fn wait_until<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Result<T, String>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        match check() {
+            Ok(v) => return v,
+            Err(reason) if Instant::now() >= deadline => {
+                panic!("timed out after {timeout:?} waiting for {what}: {reason}")
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(100)),
+        }
+    }
+}
+
+/// One agent process and everything needed to restart it as the same node.
+pub struct Node {
+    pub name: String,
+    pub gossip: SocketAddr,
+    pub api: SocketAddr,
+    pub data_dir: PathBuf,
+    pub log: PathBuf,
+    /// Flags given at every start besides the addresses and data dir.
+    pub extra_args: Vec<String>,
+    /// Environment variables given at every start.
+    pub envs: Vec<(String, String)>,
+    child: Option<Child>,
+}
+
+impl Node {
+    pub fn new(root: &Path, name: &str, extra_args: Vec<String>) -> Node {
+        Node {
+            name: name.to_string(),
+            gossip: SocketAddr::from(([127, 0, 0, 1], free_port())),
+            api: SocketAddr::from(([127, 0, 0, 1], free_port())),
+            data_dir: root.join(name),
+            log: root.join(format!("{name}.log")),
+            extra_args,
+            envs: Vec::new(),
+            child: None,
+        }
+    }
+
+    /// Starts the agent; `with_id` passes `--node-id` (without it, the data dir must know it).
+    pub fn start_with(&mut self, with_id: bool) {
+        assert!(self.child.is_none(), "{} is already running", self.name);
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap();
+        let mut cmd = everynode();
+        cmd.arg("agent")
+            .arg("--data-dir")
+            .arg(&self.data_dir)
+            .arg("--gossip-addr")
+            .arg(self.gossip.to_string())
+            .arg("--api-addr")
+            .arg(self.api.to_string())
+            .arg("--runtime")
+            .arg("process")
+            .args(&self.extra_args)
+            .envs(self.envs.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log);
+        if with_id {
+            cmd.arg("--node-id").arg(&self.name);
+        }
+        // SAFETY: prctl is async-signal-safe; it makes the kernel kill the agent if the test
+        // process dies without running destructors.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
+        self.child = Some(cmd.spawn().expect("spawning everynode agent"));
+    }
+
+    pub fn start(&mut self) {
+        self.start_with(true)
+    }
+
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
+    }
+
+    /// SIGKILL: the node vanishes without saying goodbye.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGTERM and wait for a clean exit.
+    pub fn stop(&mut self) -> ExitStatus {
+        let mut child = self.child.take().expect("node is not running");
+        // SAFETY: sending a signal to our own child by pid.
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("{} did not stop within 15s of SIGTERM", self.name);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn server(&self) -> String {
+        format!("http://{}", self.api)
+    }
+
+    /// Runs an admin command against this node.
+    pub fn cli(&self, args: &[&str]) -> Output {
+        everynode()
+            .arg("--server")
+            .arg(self.server())
+            .args(args)
+            .output()
+            .unwrap()
+    }
+
+    /// `members -o json` as seen by this node.
+    pub fn members(&self) -> Result<Vec<Value>, String> {
+        let out = self.cli(&["members", "-o", "json"]);
+        if !out.status.success() {
+            return Err(format!(
+                "{}: {}",
+                self.name,
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
+        }
+        serde_json::from_slice(&out.stdout).map_err(|e| format!("{}: bad JSON: {e}", self.name))
+    }
+
+    pub fn log_tail(&self, lines: usize) -> String {
+        let Ok(f) = fs::File::open(&self.log) else {
+            return String::new();
+        };
+        let all: Vec<String> = BufReader::new(f).lines().map_while(Result::ok).collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// N agents on loopback, all joined through the first one's gossip address.
+pub struct Cluster {
+    pub nodes: Vec<Node>,
+    pub root: tempfile::TempDir,
+}
+
+impl Cluster {
+    pub fn start(n: usize) -> Cluster {
+        let root = tempfile::Builder::new()
+            .prefix("everynode-test-")
+            .tempdir()
+            .unwrap();
+        let mut nodes: Vec<Node> = Vec::new();
+        let mut seed = None;
+        for i in 0..n {
+            let mut extra = vec!["--gossip-interval-ms".to_string(), "100".to_string()];
+            let node_seed = *seed.get_or_insert_with(|| SocketAddr::from(([127, 0, 0, 1], free_port())));
+            extra.push("--seed".into());
+            extra.push(node_seed.to_string());
+            let mut node = Node::new(root.path(), &format!("node-{i}"), extra);
+            if i == 0 {
+                node.gossip = node_seed;
+            }
+            node.start();
+            nodes.push(node);
+        }
+        Cluster { nodes, root }
+    }
+
+    /// Names each node lists as alive, as a sorted set per node.
+    pub fn alive_names(node: &Node) -> Result<Vec<String>, String> {
+        Ok(node
+            .members()?
+            .iter()
+            .filter(|m| m["state"] == "alive")
+            .map(|m| m["name"].as_str().unwrap_or_default().to_string())
+            .collect())
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            for node in &self.nodes {
+                eprintln!("---- last log lines of {} ----\n{}", node.name, node.log_tail(20));
+            }
+        }
+        for node in &mut self.nodes {
+            node.kill();
+        }
+    }
+}
