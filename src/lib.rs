@@ -5,6 +5,7 @@
 //!
 //! # Layout
 //! - [`config`]: node settings from a TOML file, `EVERYNODE_*` variables and flags, validated.
+//! - [`control`]: the Raft control plane; so far the rules for forming the cluster and choosing voters.
 //! - [`error`]: the bad-input error type that the binary maps to exit code 2.
 //! - [`membership`]: the chitchat gossip wrapper: who is alive, and each node's published keys.
 //! - [`runtime`]: container runtimes; for now the choice between Docker and child processes.
@@ -16,6 +17,7 @@
 pub mod api;
 pub mod cli;
 pub mod config;
+pub mod control;
 pub mod error;
 pub mod membership;
 pub mod node;

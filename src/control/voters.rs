@@ -1,0 +1,216 @@
+//! Which nodes vote: a pure planner that grows the voter set to an odd target and replaces dead voters, one step at a time.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+/// A gossip member that can take part in Raft.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Candidate {
+    pub raft_id: u64,
+    pub name: String,
+    pub api_addr: String,
+    /// `None` while alive; otherwise how long gossip has seen it dead.
+    pub dead_for: Option<Duration>,
+}
+
+/// What the leader knows when it plans.
+#[derive(Debug, Clone)]
+pub struct VoterView {
+    pub voters: BTreeSet<u64>,
+    pub learners: BTreeSet<u64>,
+    /// Every member gossip knows with a Raft id, alive or dead.
+    pub members: Vec<Candidate>,
+    /// Entries each learner is behind the leader's log; missing means unknown.
+    pub learner_lag: BTreeMap<u64, u64>,
+    /// The configured voter count (odd).
+    pub target: usize,
+    /// How long a voter may be dead before it is replaced.
+    pub dead_grace: Duration,
+}
+
+/// One membership change for the leader to commit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    /// Start replicating to a node so it can catch up before it votes.
+    AddLearner {
+        raft_id: u64,
+        name: String,
+        api_addr: String,
+    },
+    /// Commit this voter set (joint consensus makes any change safe).
+    SetVoters(BTreeSet<u64>),
+    /// Forget learners that have been dead past the grace period.
+    RemoveLearners(BTreeSet<u64>),
+}
+
+/// A learner this close to the leader's log can vote without stalling commits.
+pub const CAUGHT_UP_LAG: u64 = 64;
+
+/// The largest odd number of voters the live members allow, capped by the target.
+pub fn desired_voters(target: usize, alive: usize) -> usize {
+    let n = target.min(alive).max(1);
+    if n % 2 == 0 {
+        n - 1
+    } else {
+        n
+    }
+}
+
+pub fn plan(view: &VoterView) -> Option<Step> {
+    let by_id: BTreeMap<u64, &Candidate> = view.members.iter().map(|m| (m.raft_id, m)).collect();
+    let failed = |id: &u64| match by_id.get(id) {
+        None => true,
+        Some(m) => m.dead_for.is_some_and(|d| d >= view.dead_grace),
+    };
+    let alive_count = view.members.iter().filter(|m| m.dead_for.is_none()).count();
+    let healthy: BTreeSet<u64> = view.voters.iter().copied().filter(|id| !failed(id)).collect();
+    let failed_voters = view.voters.len() - healthy.len();
+    let want = desired_voters(view.target, alive_count).max(healthy.len());
+
+    if healthy.len() < want || failed_voters > 0 {
+        // Candidates in name order, so every leader makes the same choice.
+        let mut candidates: Vec<&Candidate> = view
+            .members
+            .iter()
+            .filter(|m| m.dead_for.is_none() && !view.voters.contains(&m.raft_id))
+            .collect();
+        candidates.sort_by(|a, b| a.name.cmp(&b.name));
+        if let Some(next) = candidates.first() {
+            if !view.learners.contains(&next.raft_id) {
+                return Some(Step::AddLearner {
+                    raft_id: next.raft_id,
+                    name: next.name.clone(),
+                    api_addr: next.api_addr.clone(),
+                });
+            }
+            let caught_up = view
+                .learner_lag
+                .get(&next.raft_id)
+                .is_some_and(|lag| *lag <= CAUGHT_UP_LAG);
+            if caught_up {
+                let mut voters = healthy.clone();
+                voters.insert(next.raft_id);
+                // Keep failed voters until there are enough live ones to replace them all,
+                // so the voter count never shrinks below what it was.
+                let mut failed_sorted: Vec<u64> = view.voters.difference(&healthy).copied().collect();
+                while voters.len() < view.voters.len() && !failed_sorted.is_empty() {
+                    voters.insert(failed_sorted.remove(0));
+                }
+                if voters != view.voters {
+                    return Some(Step::SetVoters(voters));
+                }
+            }
+        }
+    }
+
+    let dead_learners: BTreeSet<u64> = view.learners.iter().copied().filter(|id| failed(id)).collect();
+    if !dead_learners.is_empty() {
+        return Some(Step::RemoveLearners(dead_learners));
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn member(id: u64, dead_secs: Option<u64>) -> Candidate {
+        Candidate {
+            raft_id: id,
+            name: format!("n{id}"),
+            api_addr: format!("10.0.0.{id}:9495"),
+            dead_for: dead_secs.map(Duration::from_secs),
+        }
+    }
+
+    fn view(voters: &[u64], learners: &[u64], members: Vec<Candidate>) -> VoterView {
+        VoterView {
+            voters: voters.iter().copied().collect(),
+            learners: learners.iter().copied().collect(),
+            learner_lag: learners.iter().map(|id| (*id, 0)).collect(),
+            members,
+            target: 3,
+            dead_grace: Duration::from_secs(30),
+        }
+    }
+
+    #[test]
+    fn desired_voter_counts_are_odd_and_capped() {
+        for (target, alive, want) in [
+            (3, 1, 1),
+            (3, 2, 1),
+            (3, 3, 3),
+            (3, 10, 3),
+            (5, 4, 3),
+            (5, 5, 5),
+            (5, 0, 1),
+        ] {
+            assert_eq!(
+                desired_voters(target, alive),
+                want,
+                "target {target} alive {alive}"
+            );
+        }
+    }
+
+    #[test]
+    fn grows_to_three_voters_through_learners() {
+        let members = vec![member(1, None), member(2, None), member(3, None), member(4, None)];
+        let v = view(&[1], &[], members.clone());
+        assert!(matches!(plan(&v), Some(Step::AddLearner { raft_id: 2, .. })));
+        let v = view(&[1], &[2], members.clone());
+        assert_eq!(plan(&v), Some(Step::SetVoters([1, 2].into())));
+        // Two voters are even: keep growing to three.
+        let v = view(&[1, 2], &[3], members.clone());
+        assert_eq!(plan(&v), Some(Step::SetVoters([1, 2, 3].into())));
+        let v = view(&[1, 2, 3], &[], members);
+        assert_eq!(plan(&v), None);
+    }
+
+    #[test]
+    fn a_lagging_learner_is_not_promoted_yet() {
+        let members = vec![member(1, None), member(2, None)];
+        let mut v = view(&[1], &[2], members);
+        v.target = 3;
+        v.learner_lag.insert(2, 10_000);
+        // Two alive: desired is 1, already met.
+        assert_eq!(plan(&v), None);
+        v.members.push(member(3, None));
+        assert_eq!(plan(&v), None, "n2 is far behind, wait for it");
+    }
+
+    #[test]
+    fn a_voter_dead_past_grace_is_replaced_by_a_live_node() {
+        let members = vec![
+            member(1, None),
+            member(2, None),
+            member(3, Some(60)),
+            member(4, None),
+        ];
+        let v = view(&[1, 2, 3], &[], members.clone());
+        assert!(matches!(plan(&v), Some(Step::AddLearner { raft_id: 4, .. })));
+        let v = view(&[1, 2, 3], &[4], members);
+        assert_eq!(plan(&v), Some(Step::SetVoters([1, 2, 4].into())));
+    }
+
+    #[test]
+    fn a_briefly_dead_voter_is_kept_and_voters_never_shrink_without_replacement() {
+        let members = vec![member(1, None), member(2, None), member(3, Some(5))];
+        assert_eq!(plan(&view(&[1, 2, 3], &[], members)), None);
+        let members = vec![member(1, None), member(2, None), member(3, Some(600))];
+        assert_eq!(
+            plan(&view(&[1, 2, 3], &[], members)),
+            None,
+            "no live replacement: keep n3"
+        );
+    }
+
+    #[test]
+    fn dead_learners_are_forgotten() {
+        let members = vec![member(1, None), member(5, Some(600))];
+        assert_eq!(
+            plan(&view(&[1], &[5], members)),
+            Some(Step::RemoveLearners([5].into()))
+        );
+    }
+}
