@@ -15,6 +15,8 @@ use crate::scheduling::{labels, Taint};
 pub const DEFAULT_GOSSIP_PORT: u16 = 9494;
 /// Default TCP port for the HTTP API.
 pub const DEFAULT_API_PORT: u16 = 9495;
+/// Default gossip round; 6 rounds join 100 nodes and 8-12 detect a death (see BENCHMARKS.md).
+pub const DEFAULT_GOSSIP_INTERVAL_MS: u64 = 200;
 /// Default cluster name; nodes only gossip with nodes of the same cluster.
 pub const DEFAULT_CLUSTER: &str = "everynode";
 
@@ -78,7 +80,7 @@ pub struct AgentFlags {
     /// Log format on standard error [default: text].
     #[arg(long, env = "EVERYNODE_LOG_FORMAT", value_enum)]
     pub log_format: Option<LogFormat>,
-    /// Gossip round interval in milliseconds [default: 250].
+    /// Gossip round interval in milliseconds [default: 200].
     #[arg(long, env = "EVERYNODE_GOSSIP_INTERVAL_MS", value_name = "MS", value_parser = clap::value_parser!(u64).range(10..=10_000))]
     pub gossip_interval_ms: Option<u64>,
 }
@@ -155,7 +157,7 @@ impl NodeConfig {
         let gossip_interval_ms = flags
             .gossip_interval_ms
             .or(file.gossip_interval_ms)
-            .unwrap_or(250);
+            .unwrap_or(DEFAULT_GOSSIP_INTERVAL_MS);
         if !(10..=10_000).contains(&gossip_interval_ms) {
             return Err(InputError::new(format!(
                 "{}: {gossip_interval_ms} is out of range; use 10 to 10000 milliseconds",

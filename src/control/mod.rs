@@ -1,4 +1,5 @@
 //! The control plane: one Raft group whose leader owns the DaemonSets; here, the pure rules for forming it and choosing voters.
 
 pub mod bootstrap;
+pub mod replica;
 pub mod voters;

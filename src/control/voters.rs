@@ -49,7 +49,7 @@ pub const CAUGHT_UP_LAG: u64 = 64;
 /// The largest odd number of voters the live members allow, capped by the target.
 pub fn desired_voters(target: usize, alive: usize) -> usize {
     let n = target.min(alive).max(1);
-    if n % 2 == 0 {
+    if n.is_multiple_of(2) {
         n - 1
     } else {
         n

@@ -12,6 +12,8 @@ use crate::scheduling::Taint;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum MemberState {
+    /// Heard of, but its heartbeat has not yet been seen rising; new nodes start here.
+    Joining,
     Alive,
     Dead,
 }
@@ -19,6 +21,7 @@ pub enum MemberState {
 impl std::fmt::Display for MemberState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
+            MemberState::Joining => "joining",
             MemberState::Alive => "alive",
             MemberState::Dead => "dead",
         })
@@ -46,10 +49,12 @@ pub struct Member {
 }
 
 /// Builds the member list: one entry per node id, the highest generation winning, so a
-/// restarted node replaces its old self; alive when that generation is live. Sorted by name.
+/// restarted node replaces its old self; alive when that generation is live, dead when it was
+/// live once, joining otherwise. Sorted by name.
 pub fn members_from_states<'a>(
     states: impl IntoIterator<Item = (&'a ChitchatId, &'a NodeState)>,
     live: &HashSet<ChitchatId>,
+    ever_live: &HashSet<ChitchatId>,
 ) -> Vec<Member> {
     let mut newest: BTreeMap<&str, (&ChitchatId, &NodeState)> = BTreeMap::new();
     for (id, state) in states {
@@ -64,8 +69,10 @@ pub fn members_from_states<'a>(
             name: id.node_id.to_string(),
             state: if live.contains(id) {
                 MemberState::Alive
-            } else {
+            } else if ever_live.contains(id) {
                 MemberState::Dead
+            } else {
+                MemberState::Joining
             },
             generation: id.generation_id,
             gossip_addr: id.gossip_advertise_addr.to_string(),

@@ -46,6 +46,8 @@ pub struct Membership {
     handle: Arc<std::sync::Mutex<Option<ChitchatHandle>>>,
     self_id: ChitchatId,
     stats: Arc<GossipStats>,
+    /// Nodes seen live at least once: a node not live now is dead if here, joining if not.
+    ever_live: Arc<std::sync::Mutex<HashSet<ChitchatId>>>,
 }
 
 impl Membership {
@@ -83,7 +85,18 @@ impl Membership {
             stats: stats.clone(),
         };
         let handle = spawn_chitchat(chitchat_config, config.initial_keys, &counting).await?;
+        let ever_live = Arc::new(std::sync::Mutex::new(HashSet::new()));
+        // Liveness changes between two listings must still count as "was live once".
+        let mut live_watch = handle.chitchat().lock().await.live_nodes_watcher();
+        let seen = ever_live.clone();
+        tokio::spawn(async move {
+            while live_watch.changed().await.is_ok() {
+                let live: Vec<ChitchatId> = live_watch.borrow_and_update().keys().cloned().collect();
+                seen.lock().expect("ever_live lock poisoned").extend(live);
+            }
+        });
         Ok(Membership {
+            ever_live,
             chitchat: handle.chitchat(),
             handle: Arc::new(std::sync::Mutex::new(Some(handle))),
             self_id,
@@ -107,7 +120,9 @@ impl Membership {
     pub async fn members(&self) -> Vec<Member> {
         let chitchat = self.chitchat.lock().await;
         let live: HashSet<ChitchatId> = chitchat.live_nodes().cloned().collect();
-        member::members_from_states(chitchat.node_states(), &live)
+        let mut ever_live = self.ever_live.lock().expect("ever_live lock poisoned");
+        ever_live.extend(live.iter().cloned());
+        member::members_from_states(chitchat.node_states(), &live, &ever_live)
     }
 
     /// Publishes (or replaces) one of this node's own keys.
