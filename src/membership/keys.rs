@@ -21,6 +21,11 @@ pub const ROLE: &str = "role";
 pub const STARTED_AT: &str = "started_at";
 /// The everynode version the node runs, to spot mixed-version fleets.
 pub const VERSION: &str = "version";
+/// Version (Raft index) of the committed store copy the node holds; peers behind it fetch
+/// the copy over HTTP, so the store itself never rides in gossip.
+pub const STORE_VERSION: &str = "store_version";
+/// The node's Raft id, once it has one.
+pub const RAFT_ID: &str = "raft_id";
 
 /// Reads a JSON-encoded key, logging and defaulting when it is missing or malformed, so one
 /// bad peer never breaks the listing.
@@ -46,10 +51,11 @@ pub fn string(state: &NodeState, key: &str) -> Option<String> {
     state.get(key).filter(|v| !v.is_empty()).map(str::to_string)
 }
 
-pub fn started_at(state: &NodeState) -> Option<u64> {
-    let raw = state.get(STARTED_AT)?;
+/// Reads an unsigned number key, logging and ignoring a malformed value.
+pub fn number(state: &NodeState, key: &str) -> Option<u64> {
+    let raw = state.get(key)?;
     raw.parse()
-        .map_err(|e| warn!(node = %state.chitchat_id().node_id, value = raw, error = %e, "ignoring malformed started_at"))
+        .map_err(|e| warn!(node = %state.chitchat_id().node_id, key, value = raw, error = %e, "ignoring malformed number"))
         .ok()
 }
 

@@ -46,6 +46,12 @@ pub struct Member {
     pub taints: Vec<Taint>,
     /// Unix seconds at which this generation started.
     pub started_at: Option<u64>,
+    /// Version of the committed store copy the node holds.
+    #[serde(default)]
+    pub store_version: Option<u64>,
+    /// The node's Raft id, once it has one.
+    #[serde(default)]
+    pub raft_id: Option<u64>,
 }
 
 /// Builds the member list: one entry per node id, the highest generation winning, so a
@@ -82,7 +88,9 @@ pub fn members_from_states<'a>(
             version: keys::string(state, keys::VERSION).unwrap_or_default(),
             labels: keys::labels(state),
             taints: keys::taints(state),
-            started_at: keys::started_at(state),
+            started_at: keys::number(state, keys::STARTED_AT),
+            store_version: keys::number(state, keys::STORE_VERSION),
+            raft_id: keys::number(state, keys::RAFT_ID),
         })
         .collect()
 }

@@ -1,0 +1,107 @@
+//! Spreads the committed store to every node: each node gossips the version it holds and fetches a newer copy over HTTP from a peer that has it.
+//!
+//! Only a version number rides in gossip (values near 64 KB never replicate in chitchat), so the
+//! store can grow freely; a new version reaches every node in O(log N) gossip rounds plus one
+//! fetch per node, from a random holder so no single node serves the whole fleet.
+
+use std::time::Duration;
+
+use tracing::{debug, info, warn};
+
+use super::replica::{Replica, Versioned};
+use crate::membership::{keys, MemberState, Membership};
+
+/// The path every node serves its store copy on.
+pub const STORE_PATH: &str = "/v1/internal/store";
+
+/// Picks who to fetch from: the alive peers holding the highest version above ours.
+pub fn pick_source(own_version: u64, peers: &[(String, u64)], salt: u64) -> Option<&str> {
+    let best = peers.iter().map(|(_, v)| *v).max().filter(|v| *v > own_version)?;
+    let holders: Vec<&str> = peers
+        .iter()
+        .filter(|(_, v)| *v == best)
+        .map(|(a, _)| a.as_str())
+        .collect();
+    holders.get((salt % holders.len() as u64) as usize).copied()
+}
+
+/// Runs until the process ends: publishes our version and pulls newer copies.
+pub async fn run<S: Versioned>(replica: Replica<S>, membership: Membership, interval: Duration) {
+    let http = reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(1))
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("building an HTTP client");
+    let mut published = None;
+    let mut changes = replica.subscribe();
+    let mut round: u64 = 0;
+    loop {
+        let own = replica.version();
+        if published != Some(own) {
+            membership.set_local(keys::STORE_VERSION, own).await;
+            published = Some(own);
+        }
+        let peers: Vec<(String, u64)> = membership
+            .members()
+            .await
+            .into_iter()
+            .filter(|m| {
+                m.state == MemberState::Alive && m.name != membership.node_id() && !m.api_addr.is_empty()
+            })
+            .filter_map(|m| Some((m.api_addr, m.store_version?)))
+            .collect();
+        round = round.wrapping_add(1);
+        let salt = round ^ (std::process::id() as u64).rotate_left(17);
+        if let Some(addr) = pick_source(own, &peers, salt) {
+            match fetch::<S>(&http, addr).await {
+                Ok(store) => {
+                    let version = store.version();
+                    match replica.offer(store) {
+                        Ok(true) => info!(from = addr, version, "store copy updated"),
+                        Ok(false) => debug!(from = addr, version, "fetched copy was not newer"),
+                        Err(e) => warn!(error = %e, "cannot save the store copy"),
+                    }
+                }
+                Err(e) => {
+                    debug!(from = addr, error = %e, "store fetch failed; will try another peer");
+                    tokio::time::sleep(interval).await;
+                }
+            }
+            continue;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(interval) => {}
+            _ = changes.changed() => {}
+        }
+    }
+}
+
+async fn fetch<S: Versioned>(http: &reqwest::Client, api_addr: &str) -> anyhow::Result<S> {
+    let resp = http
+        .get(format!("http://{api_addr}{STORE_PATH}"))
+        .send()
+        .await?
+        .error_for_status()?;
+    Ok(resp.json().await?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fetches_only_from_holders_of_the_newest_version() {
+        let peers = vec![
+            ("a".to_string(), 3),
+            ("b".to_string(), 7),
+            ("c".to_string(), 7),
+            ("d".to_string(), 5),
+        ];
+        assert_eq!(pick_source(9, &peers, 0), None);
+        assert_eq!(pick_source(7, &peers, 0), None);
+        let picked: std::collections::BTreeSet<&str> =
+            (0..10).filter_map(|s| pick_source(1, &peers, s)).collect();
+        assert_eq!(picked, ["b", "c"].into());
+        assert_eq!(pick_source(0, &[], 0), None);
+    }
+}
