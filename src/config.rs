@@ -80,6 +80,12 @@ pub struct AgentFlags {
     /// Log format on standard error [default: text].
     #[arg(long, env = "EVERYNODE_LOG_FORMAT", value_enum)]
     pub log_format: Option<LogFormat>,
+    /// Raft voters to aim for: 1, 3, 5 or 7 [default: 3].
+    #[arg(long, env = "EVERYNODE_VOTERS", value_name = "N", value_parser = parse_voters)]
+    pub voters: Option<usize>,
+    /// Members the first seed waits for before forming the cluster [default: 1].
+    #[arg(long, env = "EVERYNODE_BOOTSTRAP_EXPECT", value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1000))]
+    pub bootstrap_expect: Option<u16>,
     /// Gossip round interval in milliseconds [default: 200].
     #[arg(long, env = "EVERYNODE_GOSSIP_INTERVAL_MS", value_name = "MS", value_parser = clap::value_parser!(u64).range(10..=10_000))]
     pub gossip_interval_ms: Option<u64>,
@@ -104,6 +110,9 @@ pub struct FileConfig {
     pub runtime: Option<RuntimeChoice>,
     pub log_format: Option<LogFormat>,
     pub gossip_interval_ms: Option<u64>,
+    #[serde(default, deserialize_with = "de_opt_voters")]
+    pub voters: Option<usize>,
+    pub bootstrap_expect: Option<u16>,
 }
 
 /// Everything a node needs to start, validated.
@@ -122,6 +131,8 @@ pub struct NodeConfig {
     pub runtime: RuntimeChoice,
     pub log_format: LogFormat,
     pub gossip_interval: Duration,
+    pub voters: usize,
+    pub bootstrap_expect: usize,
 }
 
 impl NodeConfig {
@@ -200,6 +211,12 @@ impl NodeConfig {
             runtime: flags.runtime.or(file.runtime).unwrap_or_default(),
             log_format: flags.log_format.or(file.log_format).unwrap_or_default(),
             gossip_interval: Duration::from_millis(gossip_interval_ms),
+            voters: flags.voters.or(file.voters).unwrap_or(3),
+            bootstrap_expect: flags
+                .bootstrap_expect
+                .or(file.bootstrap_expect)
+                .unwrap_or(1)
+                .max(1) as usize,
         })
     }
 }
@@ -252,6 +269,21 @@ pub fn validate_node_id(id: &str) -> Result<(), String> {
 fn parse_socket_addr(s: &str) -> Result<SocketAddr, String> {
     s.parse()
         .map_err(|_| format!("`{s}` is not an IP:PORT address, e.g. 0.0.0.0:{DEFAULT_GOSSIP_PORT} or [::]:{DEFAULT_GOSSIP_PORT}"))
+}
+
+fn parse_voters(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(n @ (1 | 3 | 5 | 7)) => Ok(n),
+        _ => Err(format!(
+            "`{s}` voters: use 1, 3, 5 or 7 (an odd count keeps a majority after a loss)"
+        )),
+    }
+}
+
+fn de_opt_voters<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<usize>, D::Error> {
+    let n: Option<u64> = Option::deserialize(d)?;
+    n.map(|n| parse_voters(&n.to_string()).map_err(serde::de::Error::custom))
+        .transpose()
 }
 
 fn parse_taint(s: &str) -> Result<Taint, String> {

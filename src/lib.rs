@@ -23,3 +23,4 @@ pub mod membership;
 pub mod node;
 pub mod runtime;
 pub mod scheduling;
+pub mod spec;

@@ -7,6 +7,7 @@ use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
@@ -14,6 +15,12 @@ use tracing::{info, warn};
 
 use crate::api;
 use crate::config::{validate_node_id, NodeConfig};
+use crate::control::controller::{ControlSettings, Controller};
+use crate::control::replica::Replica;
+use crate::control::store::Store;
+use crate::control::types::Raft;
+use crate::control::writer::Writer;
+use crate::control::{self, distribute};
 use crate::error::InputError;
 use crate::membership::{keys, Membership, MembershipConfig};
 use crate::runtime;
@@ -22,6 +29,10 @@ use crate::runtime;
 const NODE_ID_FILE: &str = "node-id";
 /// File in the data dir held locked while an agent uses it.
 const LOCK_FILE: &str = "agent.lock";
+/// File in the data dir that keeps the node's Raft id; a wiped data dir gets a new one.
+const RAFT_ID_FILE: &str = "raft-id";
+/// File in the data dir with the last committed store this node saw.
+const STORE_FILE: &str = "store.json";
 
 /// Runs a node until `shutdown` resolves. Bad settings fail before anything is started.
 pub async fn run(
@@ -48,6 +59,16 @@ pub async fn run(
         api_listener.local_addr()?.port(),
     );
     let runtime = runtime::choose(config.runtime).await?;
+    let raft_id = resolve_raft_id(&config.data_dir)?;
+    let replica: Replica<Store> = Replica::open(&config.data_dir.join(STORE_FILE))
+        .map_err(|e| InputError::new(format!("cannot load the store copy: {e}")))?;
+    let (log_store, state_machine) = control::open(&config.data_dir.join("raft")).await.map_err(|e| {
+        InputError::new(format!(
+            "cannot open the Raft data under {}: {e}",
+            config.data_dir.display()
+        ))
+    })?;
+    let applied = state_machine.subscribe();
 
     let started = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
     let labels = node_labels(&node_id, &config.labels);
@@ -58,6 +79,8 @@ pub async fn run(
         (keys::RUNTIME.to_string(), runtime.as_str().to_string()),
         (keys::STARTED_AT.to_string(), started.as_secs().to_string()),
         (keys::VERSION.to_string(), env!("CARGO_PKG_VERSION").to_string()),
+        (keys::RAFT_ID.to_string(), raft_id.to_string()),
+        (keys::STORE_VERSION.to_string(), replica.version().to_string()),
     ];
     let membership = Membership::start(
         MembershipConfig {
@@ -93,8 +116,46 @@ pub async fn run(
         "node started"
     );
 
+    let raft = Raft::new(
+        raft_id,
+        Arc::new(control::raft_config()),
+        control::network::HttpNetwork::new(None)?,
+        log_store,
+        state_machine,
+    )
+    .await
+    .context("starting Raft")?;
+    let writer = Writer::new(raft.clone(), raft_id, membership.clone());
+    let controller = Controller {
+        raft: raft.clone(),
+        raft_id,
+        name: node_id.clone(),
+        api_addr: api_advertise.to_string(),
+        gossip_addr: gossip_advertise,
+        seeds: resolve_seeds(&config.seeds).await,
+        membership: membership.clone(),
+        settings: ControlSettings {
+            voters: config.voters,
+            bootstrap_expect: config.bootstrap_expect,
+            // A few gossip rounds suffice to hear an existing cluster's roles.
+            discovery_window: (config.gossip_interval * 10).max(Duration::from_secs(1)),
+            ..ControlSettings::default()
+        },
+    };
+    tokio::spawn(controller.run(replica.clone(), applied));
+    tokio::spawn(distribute::run(
+        replica.clone(),
+        membership.clone(),
+        config.gossip_interval,
+    ));
+
     let app = api::router(api::ApiState {
         membership: membership.clone(),
+        control: Arc::new(api::ControlHandle {
+            raft: raft.clone(),
+            replica,
+            writer,
+        }),
     });
     axum::serve(api_listener, app)
         .with_graceful_shutdown(shutdown)
@@ -102,6 +163,9 @@ pub async fn run(
         .context("API server failed")?;
 
     info!("shutting down");
+    if let Err(e) = raft.shutdown().await {
+        warn!(error = %e, "Raft did not shut down cleanly");
+    }
     membership.shutdown().await;
     info!("stopped");
     Ok(())
@@ -212,6 +276,54 @@ fn resolve_node_id(dir: &Path, explicit: Option<&str>) -> Result<String, InputEr
     })?;
     writeln!(f, "{id}").map_err(|e| InputError::new(format!("cannot write {}: {e}", path.display())))?;
     Ok(id)
+}
+
+/// The Raft id kept in the data dir, or a fresh random one for a new (or wiped) node.
+fn resolve_raft_id(dir: &Path) -> Result<u64, InputError> {
+    use std::hash::{BuildHasher, Hasher};
+    let path = dir.join(RAFT_ID_FILE);
+    if let Ok(text) = fs::read_to_string(&path) {
+        return text.trim().parse().map_err(|_| {
+            InputError::new(format!(
+                "{} does not hold a Raft id; remove the data dir to rejoin as a new node",
+                path.display()
+            ))
+        });
+    }
+    // RandomState is seeded from the OS per process; mixing in the time and pid makes
+    // collisions between nodes negligible without another dependency.
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos(),
+    );
+    h.write_u32(std::process::id());
+    let id = h.finish() >> 1;
+    fs::write(&path, format!("{id}\n")).map_err(|e| {
+        InputError::new(format!(
+            "cannot write {}: {e}; check the --data-dir permissions",
+            path.display()
+        ))
+    })?;
+    Ok(id)
+}
+
+/// Seeds as addresses, for the bootstrap rule; `None` when one does not resolve, since
+/// that one might be the bootstrap node.
+async fn resolve_seeds(seeds: &[String]) -> Option<Vec<SocketAddr>> {
+    let mut out = Vec::new();
+    for seed in seeds {
+        match tokio::net::lookup_host(seed.as_str()).await {
+            Ok(addrs) => out.extend(addrs),
+            Err(e) => {
+                warn!(seed = %seed, error = %e, "cannot resolve seed; this node will only join, never form a cluster");
+                return None;
+            }
+        }
+    }
+    Some(out)
 }
 
 fn hostname() -> String {

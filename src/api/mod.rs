@@ -1,27 +1,60 @@
-//! The HTTP JSON API every node serves: members, health and Prometheus metrics.
+//! The HTTP JSON API every node serves: members, DaemonSets, node overrides, health, Prometheus metrics, and the node-to-node control endpoints.
 
+pub mod control;
 pub mod metrics;
+
+use std::sync::Arc;
 
 use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
-use axum::routing::get;
+use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 
+use crate::control::replica::Replica;
+use crate::control::store::Store;
+use crate::control::types::Raft;
+use crate::control::writer::Writer;
 use crate::membership::{Member, Membership};
+
+/// Largest request body accepted; a manifest of hundreds of DaemonSets fits easily.
+pub const MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
+
+/// The control plane as the API sees it.
+pub struct ControlHandle {
+    pub raft: Raft,
+    pub replica: Replica<Store>,
+    pub writer: Writer,
+}
 
 /// What the handlers share; cheap to clone.
 #[derive(Clone)]
 pub struct ApiState {
     pub membership: Membership,
+    pub control: Arc<ControlHandle>,
 }
 
 /// The API routes, ready to be served on a listener.
 pub fn router(state: ApiState) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
-        .route("/v1/members", get(members))
         .route("/metrics", get(metrics_text))
+        .route("/v1/members", get(members))
+        .route("/v1/apply", post(control::apply))
+        .route("/v1/daemonsets", get(control::list_daemonsets))
+        .route("/v1/daemonsets/{name}", get(control::get_daemonset))
+        .route("/v1/daemonsets/{name}", delete(control::delete_daemonset))
+        .route("/v1/nodes/{name}/labels", post(control::label_node))
+        .route("/v1/nodes/{name}/taints", post(control::taint_node))
+        .route("/raft/append", post(control::raft_append))
+        .route("/raft/vote", post(control::raft_vote))
+        .route("/raft/snapshot", post(control::raft_snapshot))
+        .route(crate::control::distribute::STORE_PATH, get(control::store_copy))
+        .route(
+            crate::control::writer::FORWARD_PATH,
+            post(control::forwarded_write),
+        )
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
 }
 

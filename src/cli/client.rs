@@ -2,6 +2,7 @@
 
 use anyhow::anyhow;
 use serde::de::DeserializeOwned;
+use serde::Serialize;
 
 /// A node's API, as named by `--server` / `EVERYNODE_SERVER`.
 pub struct Client {
@@ -23,29 +24,56 @@ impl Client {
         })?;
         Ok(Client {
             base: parsed.as_str().trim_end_matches('/').to_string(),
+            // Writes may wait for an election (a few seconds) before the server answers.
             http: reqwest::Client::builder()
-                .timeout(std::time::Duration::from_secs(10))
+                .timeout(std::time::Duration::from_secs(30))
                 .build()?,
         })
     }
 
     /// GETs `path` and decodes the JSON answer.
     pub async fn get<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
-        let url = format!("{}{path}", self.base);
-        let resp = self
-            .http
-            .get(&url)
-            .send()
+        self.send(self.http.get(self.url(path))).await
+    }
+
+    /// POSTs `body` as JSON and decodes the JSON answer (`()` for an empty one).
+    pub async fn post<B: Serialize, T: DeserializeOwned>(&self, path: &str, body: &B) -> anyhow::Result<T> {
+        self.send(self.http.post(self.url(path)).json(body)).await
+    }
+
+    pub async fn delete(&self, path: &str) -> anyhow::Result<()> {
+        self.send::<Option<()>>(self.http.delete(self.url(path)))
             .await
-            .map_err(|e| self.unreachable(e))?;
+            .map(|_| ())
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    async fn send<T: DeserializeOwned>(&self, req: reqwest::RequestBuilder) -> anyhow::Result<T> {
+        let resp = req.send().await.map_err(|e| self.unreachable(e))?;
         let status = resp.status();
-        if !status.is_success() {
-            let body = resp.text().await.unwrap_or_default();
-            return Err(anyhow!("{url}: server answered {status}: {}", body.trim()));
-        }
-        resp.json()
+        let url = resp.url().to_string();
+        let body = resp
+            .bytes()
             .await
-            .map_err(|e| anyhow!("{url}: unexpected answer: {e}"))
+            .map_err(|e| anyhow!("{url}: reading the answer: {e}"))?;
+        if !status.is_success() {
+            // The server words its errors for people: show them as they are.
+            let message = serde_json::from_slice::<serde_json::Value>(&body)
+                .ok()
+                .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_string))
+                .unwrap_or_else(|| {
+                    format!(
+                        "{url}: server answered {status}: {}",
+                        String::from_utf8_lossy(&body).trim()
+                    )
+                });
+            return Err(anyhow!(message));
+        }
+        let body: &[u8] = if body.is_empty() { b"null" } else { &body };
+        serde_json::from_slice(body).map_err(|e| anyhow!("{url}: unexpected answer: {e}"))
     }
 
     fn unreachable(&self, e: reqwest::Error) -> anyhow::Error {

@@ -10,7 +10,7 @@ pub async fn run(server: &str, format: OutputFormat) -> anyhow::Result<ExitCode>
     let members: Vec<Member> = Client::new(server)?.get("/v1/members").await?;
     match format {
         OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&members)?),
-        OutputFormat::Table => print!("{}", render_table(&members)),
+        OutputFormat::Table | OutputFormat::Wide => print!("{}", render_table(&members)),
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -2,8 +2,11 @@
 
 pub mod agent;
 pub mod client;
+pub mod daemonsets;
 pub mod members;
+pub mod nodes;
 pub mod output;
+pub mod validate;
 
 use std::process::ExitCode;
 
@@ -41,6 +44,45 @@ pub enum Command {
         #[command(subcommand)]
         what: GetCommand,
     },
+    /// Create or update DaemonSets from manifests (a file, a directory, or - for stdin).
+    Apply {
+        /// Manifest file, directory, or - for standard input.
+        #[arg(short = 'f', long = "filename", value_name = "FILE|DIR|-")]
+        file: String,
+        #[command(flatten)]
+        out: OutputArgs,
+    },
+    /// Show one DaemonSet in detail: template, revisions, and where it runs and why.
+    Describe {
+        #[command(subcommand)]
+        what: DescribeCommand,
+    },
+    /// Delete DaemonSets by name or by manifest.
+    Delete {
+        #[command(subcommand)]
+        what: Option<DeleteCommand>,
+        /// Delete the DaemonSets named in these manifests.
+        #[arg(short = 'f', long = "filename", value_name = "FILE|DIR|-")]
+        file: Option<String>,
+    },
+    /// Set (KEY=VALUE) or remove (KEY-) labels on a node, over its own --label flags.
+    Label {
+        #[command(subcommand)]
+        what: NodeChange,
+    },
+    /// Add (KEY[=VALUE]:EFFECT) or remove (KEY:EFFECT-) taints on a node, over its own --taint flags.
+    Taint {
+        #[command(subcommand)]
+        what: NodeChange,
+    },
+    /// Check manifests offline: names, revision hashes, warnings and errors (exit 1 when invalid).
+    Validate {
+        /// Manifest file, directory, or - for standard input.
+        #[arg(short = 'f', long = "filename", value_name = "FILE|DIR|-")]
+        file: String,
+        #[command(flatten)]
+        out: OutputArgs,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -48,6 +90,38 @@ pub enum GetCommand {
     /// List the cluster's members.
     #[command(alias = "node", alias = "no")]
     Nodes(OutputArgs),
+    /// List DaemonSets, or show one.
+    #[command(name = "daemonsets", alias = "daemonset", alias = "ds")]
+    DaemonSets {
+        name: Option<String>,
+        #[command(flatten)]
+        out: OutputArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DescribeCommand {
+    /// Describe a DaemonSet.
+    #[command(name = "daemonset", alias = "daemonsets", alias = "ds")]
+    DaemonSet { name: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DeleteCommand {
+    /// Delete a DaemonSet by name.
+    #[command(name = "daemonset", alias = "daemonsets", alias = "ds")]
+    DaemonSet { name: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum NodeChange {
+    /// Change a node.
+    #[command(alias = "nodes", alias = "no")]
+    Node {
+        node: String,
+        /// Changes, e.g. zone=a tier- (labels) or gpu=yes:NoSchedule maint:NoExecute- (taints).
+        changes: Vec<String>,
+    },
 }
 
 #[derive(Debug, Clone, Args)]
@@ -66,6 +140,32 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         | Command::Get {
             what: GetCommand::Nodes(out),
         } => block_on(members::run(&server, out.output)),
+        Command::Get {
+            what: GetCommand::DaemonSets { name, out },
+        } => block_on(daemonsets::get(&server, name.as_deref(), out.output)),
+        Command::Apply { file, out } => block_on(daemonsets::apply(&server, &file, out.output)),
+        Command::Describe {
+            what: DescribeCommand::DaemonSet { name },
+        } => block_on(daemonsets::describe(&server, &name)),
+        Command::Delete { what, file } => {
+            let name = what.map(|DeleteCommand::DaemonSet { name }| name);
+            block_on(daemonsets::delete(&server, name.as_deref(), file.as_deref()))
+        }
+        Command::Label {
+            what: NodeChange::Node { node, changes },
+        } => block_on(nodes::label(&server, &node, &changes)),
+        Command::Taint {
+            what: NodeChange::Node { node, changes },
+        } => block_on(nodes::taint(&server, &node, &changes)),
+        Command::Validate { file, out } => {
+            let stdout = std::io::stdout();
+            let valid = validate::run(&file, out.output, &mut stdout.lock())?;
+            Ok(if valid {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
     }
 }
 

@@ -11,6 +11,8 @@ use clap::ValueEnum;
 pub enum OutputFormat {
     /// Aligned columns for people.
     Table,
+    /// The table with more columns.
+    Wide,
     /// JSON for scripts.
     Json,
 }

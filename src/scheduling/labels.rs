@@ -76,7 +76,7 @@ fn is_dns_subdomain(s: &str) -> bool {
         let b = part.as_bytes();
         !b.is_empty()
             && b.len() <= 63
-            && b[0].is_ascii_lowercase() | b[0].is_ascii_digit()
+            && (b[0].is_ascii_lowercase() || b[0].is_ascii_digit())
             && (b[b.len() - 1].is_ascii_lowercase() || b[b.len() - 1].is_ascii_digit())
             && b.iter()
                 .all(|&c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-')

@@ -209,23 +209,32 @@ pub struct Cluster {
 
 impl Cluster {
     pub fn start(n: usize) -> Cluster {
+        Cluster::start_seeded(n, 1, &[])
+    }
+
+    /// N agents started identically: the same flags and the same list of `seeds` seed
+    /// addresses (the first `seeds` nodes'), all at once.
+    pub fn start_seeded(n: usize, seeds: usize, extra: &[&str]) -> Cluster {
         let root = tempfile::Builder::new()
             .prefix("everynode-test-")
             .tempdir()
             .unwrap();
+        let gossip: Vec<SocketAddr> = (0..n)
+            .map(|_| SocketAddr::from(([127, 0, 0, 1], free_port())))
+            .collect();
+        let seed_list: Vec<String> = gossip.iter().take(seeds.max(1)).map(|a| a.to_string()).collect();
         let mut nodes: Vec<Node> = Vec::new();
-        let mut seed = None;
-        for i in 0..n {
-            let mut extra = vec!["--gossip-interval-ms".to_string(), "100".to_string()];
-            let node_seed = *seed.get_or_insert_with(|| SocketAddr::from(([127, 0, 0, 1], free_port())));
-            extra.push("--seed".into());
-            extra.push(node_seed.to_string());
-            let mut node = Node::new(root.path(), &format!("node-{i}"), extra);
-            if i == 0 {
-                node.gossip = node_seed;
-            }
-            node.start();
+        for (i, addr) in gossip.iter().enumerate() {
+            let mut args = vec!["--gossip-interval-ms".to_string(), "100".to_string()];
+            args.push("--seed".into());
+            args.push(seed_list.join(","));
+            args.extend(extra.iter().map(|s| s.to_string()));
+            let mut node = Node::new(root.path(), &format!("node-{i}"), args);
+            node.gossip = *addr;
             nodes.push(node);
+        }
+        for node in &mut nodes {
+            node.start();
         }
         Cluster { nodes, root }
     }

@@ -1,0 +1,333 @@
+//! Control-plane endpoints: Raft RPCs between nodes, the store copy, forwarded writes, and the DaemonSet and node-override API.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::{Deserialize, Serialize};
+
+use super::ApiState;
+use crate::control::network;
+use crate::control::nodes;
+use crate::control::store::{Command, DaemonSetRecord, Response as StoreResponse, Store};
+use crate::control::writer::{ForwardedWrite, WriteError};
+use crate::membership::{Member, MemberState};
+use crate::scheduling::{Taint, TaintEffect};
+use crate::spec::DaemonSet;
+
+/// An error answer: `{"error": "..."}` with a status code scripts can branch on.
+pub struct ApiError(pub StatusCode, pub String);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.0, Json(serde_json::json!({ "error": self.1 }))).into_response()
+    }
+}
+
+impl From<WriteError> for ApiError {
+    fn from(e: WriteError) -> Self {
+        let code = match e {
+            WriteError::NotLeader => StatusCode::CONFLICT,
+            WriteError::NoQuorum { .. } | WriteError::NotFormed => StatusCode::SERVICE_UNAVAILABLE,
+            WriteError::Raft(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        ApiError(code, e.to_string())
+    }
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+// ---- between nodes ----
+
+pub async fn raft_append(
+    State(s): State<ApiState>,
+    Json(req): Json<crate::control::types::AppendEntriesRequest>,
+) -> impl IntoResponse {
+    Json(network::handle_append(&s.control.raft, req).await)
+}
+
+pub async fn raft_vote(
+    State(s): State<ApiState>,
+    Json(req): Json<crate::control::types::VoteRequest>,
+) -> impl IntoResponse {
+    Json(network::handle_vote(&s.control.raft, req).await)
+}
+
+pub async fn raft_snapshot(
+    State(s): State<ApiState>,
+    Json(req): Json<network::SnapshotRequest>,
+) -> impl IntoResponse {
+    Json(network::handle_snapshot(&s.control.raft, req).await)
+}
+
+pub async fn store_copy(State(s): State<ApiState>) -> Json<Store> {
+    Json((*s.control.replica.current()).clone())
+}
+
+pub async fn forwarded_write(
+    State(s): State<ApiState>,
+    Json(req): Json<ForwardedWrite>,
+) -> Result<Json<StoreResponse>, ApiError> {
+    Ok(Json(s.control.writer.write(req.command, true).await?))
+}
+
+// ---- DaemonSets ----
+
+/// `POST /v1/apply`: the objects of one manifest, all validated, then stored together.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ApplyRequest {
+    pub objects: Vec<serde_json::Value>,
+}
+
+/// One object's result, with the warnings for fields everynode does not honour.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ApplyResult {
+    pub name: String,
+    pub outcome: crate::control::store::ApplyOutcome,
+    pub revision: u64,
+    pub warnings: Vec<String>,
+}
+
+pub async fn apply(
+    State(s): State<ApiState>,
+    Json(req): Json<ApplyRequest>,
+) -> Result<Json<Vec<ApplyResult>>, ApiError> {
+    if req.objects.is_empty() {
+        return Err(ApiError(StatusCode::BAD_REQUEST, "no objects to apply".into()));
+    }
+    let mut valid: Vec<DaemonSet> = Vec::new();
+    let mut warnings: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut errors: Vec<String> = Vec::new();
+    let mut names = BTreeSet::new();
+    for (i, obj) in req.objects.iter().enumerate() {
+        let bytes = serde_json::to_vec(obj).expect("JSON values serialize");
+        match DaemonSet::from_json(&bytes) {
+            Ok(v) => {
+                let name = v.daemonset.metadata.name.clone();
+                if !names.insert(name.clone()) {
+                    errors.push(format!("object {i}: daemonset {name} appears twice in one apply"));
+                }
+                warnings.insert(name, v.warnings.iter().map(|w| w.to_string()).collect());
+                valid.push(v.daemonset);
+            }
+            Err(invalid) => errors.extend(invalid.errors.iter().map(|e| format!("object {i}: {e}"))),
+        }
+    }
+    if !errors.is_empty() {
+        return Err(ApiError(StatusCode::UNPROCESSABLE_ENTITY, errors.join("\n")));
+    }
+    let cmd = Command::Apply {
+        daemonsets: valid,
+        at: now(),
+    };
+    match s.control.writer.write(cmd, false).await? {
+        StoreResponse::Applied { results } => Ok(Json(
+            results
+                .into_iter()
+                .map(|r| ApplyResult {
+                    warnings: warnings.remove(&r.name).unwrap_or_default(),
+                    name: r.name,
+                    outcome: r.outcome,
+                    revision: r.revision,
+                })
+                .collect(),
+        )),
+        StoreResponse::Conflict { message } => Err(ApiError(StatusCode::CONFLICT, message)),
+        other => Err(ApiError(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("unexpected result {other:?}"),
+        )),
+    }
+}
+
+/// Where one DaemonSet runs (or not) on one node, and why.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NodePlacement {
+    pub node: String,
+    pub node_state: MemberState,
+    pub should_run: bool,
+    pub reason: String,
+}
+
+/// A DaemonSet as `get` and `describe` show it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DaemonSetView {
+    pub name: String,
+    pub namespace: String,
+    /// Alive nodes the DaemonSet selects.
+    pub desired: usize,
+    pub revision: u64,
+    pub revision_hash: String,
+    pub images: Vec<String>,
+    pub node_selector: BTreeMap<String, String>,
+    pub created_at: u64,
+    pub record: DaemonSetRecord,
+    /// Filled for `describe` (one DaemonSet): every known node with the placement verdict.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub placement: Vec<NodePlacement>,
+}
+
+fn view(record: &DaemonSetRecord, members: &[Member], store: &Store, with_placement: bool) -> DaemonSetView {
+    let ds = &record.daemonset;
+    let mut placement = Vec::new();
+    let mut desired = 0;
+    for m in members {
+        let p = crate::scheduling::placement::should_run(ds, &nodes::effective(m, store));
+        if p.should_run && m.state == MemberState::Alive {
+            desired += 1;
+        }
+        if with_placement {
+            placement.push(NodePlacement {
+                node: m.name.clone(),
+                node_state: m.state,
+                should_run: p.should_run,
+                reason: p.summary(),
+            });
+        }
+    }
+    let current = record.current_revision();
+    DaemonSetView {
+        name: ds.metadata.name.clone(),
+        namespace: ds.metadata.namespace.clone(),
+        desired,
+        revision: current.number,
+        revision_hash: current.hash.clone(),
+        images: ds
+            .spec
+            .template
+            .spec
+            .containers
+            .iter()
+            .map(|c| c.image.clone())
+            .collect(),
+        node_selector: ds.spec.template.spec.node_selector.clone(),
+        created_at: record.created_at,
+        record: record.clone(),
+        placement,
+    }
+}
+
+pub async fn list_daemonsets(State(s): State<ApiState>) -> Json<Vec<DaemonSetView>> {
+    let store = s.control.replica.current();
+    let members = s.membership.members().await;
+    Json(
+        store
+            .daemonsets
+            .values()
+            .map(|r| view(r, &members, &store, false))
+            .collect(),
+    )
+}
+
+pub async fn get_daemonset(
+    State(s): State<ApiState>,
+    Path(name): Path<String>,
+) -> Result<Json<DaemonSetView>, ApiError> {
+    let store = s.control.replica.current();
+    let record = store
+        .daemonsets
+        .get(&name)
+        .ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("daemonset {name} not found")))?;
+    let members = s.membership.members().await;
+    Ok(Json(view(record, &members, &store, true)))
+}
+
+pub async fn delete_daemonset(
+    State(s): State<ApiState>,
+    Path(name): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    match s
+        .control
+        .writer
+        .write(Command::Delete { name: name.clone() }, false)
+        .await?
+    {
+        StoreResponse::NotFound { .. } => Err(ApiError(
+            StatusCode::NOT_FOUND,
+            format!("daemonset {name} not found"),
+        )),
+        _ => Ok(StatusCode::NO_CONTENT),
+    }
+}
+
+// ---- node overrides ----
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct LabelRequest {
+    #[serde(default)]
+    pub set: BTreeMap<String, String>,
+    #[serde(default)]
+    pub remove: BTreeSet<String>,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct TaintRequest {
+    #[serde(default)]
+    pub add: Vec<Taint>,
+    #[serde(default)]
+    pub remove: Vec<(String, Option<TaintEffect>)>,
+}
+
+async fn known_node(s: &ApiState, node: &str) -> Result<(), ApiError> {
+    if s.membership.members().await.iter().any(|m| m.name == node) {
+        Ok(())
+    } else {
+        Err(ApiError(
+            StatusCode::NOT_FOUND,
+            format!("node {node} not found; `everynode get nodes` lists the members"),
+        ))
+    }
+}
+
+pub async fn label_node(
+    State(s): State<ApiState>,
+    Path(node): Path<String>,
+    Json(req): Json<LabelRequest>,
+) -> Result<StatusCode, ApiError> {
+    known_node(&s, &node).await?;
+    for (k, v) in &req.set {
+        crate::scheduling::labels::validate_label_key(k)
+            .and_then(|_| crate::scheduling::labels::validate_label_value(v))
+            .map_err(|e| ApiError(StatusCode::BAD_REQUEST, e))?;
+    }
+    s.control
+        .writer
+        .write(
+            Command::LabelNode {
+                node,
+                set: req.set,
+                remove: req.remove,
+            },
+            false,
+        )
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub async fn taint_node(
+    State(s): State<ApiState>,
+    Path(node): Path<String>,
+    Json(req): Json<TaintRequest>,
+) -> Result<StatusCode, ApiError> {
+    known_node(&s, &node).await?;
+    s.control
+        .writer
+        .write(
+            Command::TaintNode {
+                node,
+                add: req.add,
+                remove: req.remove,
+            },
+            false,
+        )
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}

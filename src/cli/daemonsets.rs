@@ -1,0 +1,269 @@
+//! `apply`, `get ds`, `describe ds` and `delete`: DaemonSets through any node's API.
+
+use std::process::ExitCode;
+
+use anyhow::bail;
+
+use super::client::Client;
+use super::output::{self, OutputFormat};
+use crate::api::control::{ApplyRequest, ApplyResult, DaemonSetView};
+use crate::control::store::ApplyOutcome;
+use crate::error::InputError;
+
+/// Reads and validates manifests locally, so mistakes are listed before anything is sent.
+fn load_valid(source: &str) -> anyhow::Result<Vec<crate::spec::Valid>> {
+    let manifests = crate::spec::load(source).map_err(|e| InputError::new(e.to_string()))?;
+    let mut valid = Vec::new();
+    let mut errors = Vec::new();
+    for m in manifests {
+        match m.into_valid() {
+            Ok(v) => valid.push(v),
+            Err(invalid) => errors.push(invalid.to_string()),
+        }
+    }
+    if !errors.is_empty() {
+        bail!(InputError::new(format!(
+            "{}\nnothing was applied",
+            errors.join("\n")
+        )));
+    }
+    if valid.is_empty() {
+        bail!(InputError::new(format!("{source}: no DaemonSet found")));
+    }
+    Ok(valid)
+}
+
+pub async fn apply(server: &str, source: &str, format: OutputFormat) -> anyhow::Result<ExitCode> {
+    let valid = load_valid(source)?;
+    let objects = valid
+        .iter()
+        .map(|v| serde_json::to_value(&v.daemonset))
+        .collect::<Result<Vec<_>, _>>()?;
+    let results: Vec<ApplyResult> = Client::new(server)?
+        .post("/v1/apply", &ApplyRequest { objects })
+        .await?;
+    if format == OutputFormat::Json {
+        println!("{}", serde_json::to_string_pretty(&results)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    for r in &results {
+        for w in &r.warnings {
+            eprintln!("Warning: {w}");
+        }
+        let word = match r.outcome {
+            ApplyOutcome::Created => "created",
+            ApplyOutcome::Configured => "configured",
+            ApplyOutcome::Unchanged => "unchanged",
+        };
+        println!("daemonset.apps/{} {word}", r.name);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn get(server: &str, name: Option<&str>, format: OutputFormat) -> anyhow::Result<ExitCode> {
+    let client = Client::new(server)?;
+    let views: Vec<DaemonSetView> = match name {
+        Some(n) => vec![client.get(&format!("/v1/daemonsets/{n}")).await?],
+        None => client.get("/v1/daemonsets").await?,
+    };
+    match format {
+        OutputFormat::Json if name.is_some() => {
+            println!("{}", serde_json::to_string_pretty(&views[0].record.daemonset)?)
+        }
+        OutputFormat::Json => {
+            let items: Vec<_> = views.iter().map(|v| &v.record.daemonset).collect();
+            println!(
+                "{}",
+                serde_json::to_string_pretty(
+                    &serde_json::json!({"apiVersion": "v1", "kind": "List", "items": items})
+                )?
+            );
+        }
+        OutputFormat::Table | OutputFormat::Wide => {
+            if views.is_empty() {
+                eprintln!("No daemonsets found.");
+                return Ok(ExitCode::SUCCESS);
+            }
+            print!("{}", render_table(&views, format == OutputFormat::Wide));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn render_table(views: &[DaemonSetView], wide: bool) -> String {
+    let mut header = vec![
+        "NAME",
+        "DESIRED",
+        "CURRENT",
+        "READY",
+        "UP-TO-DATE",
+        "AVAILABLE",
+        "NODE SELECTOR",
+        "AGE",
+    ];
+    if wide {
+        header.extend(["CONTAINERS", "IMAGES", "REVISION"]);
+    }
+    let rows: Vec<Vec<String>> = views
+        .iter()
+        .map(|v| {
+            let selector: Vec<String> = v
+                .node_selector
+                .iter()
+                .map(|(k, val)| format!("{k}={val}"))
+                .collect();
+            // Instances are counted once node agents report them; until then none run.
+            let mut row = vec![
+                v.name.clone(),
+                v.desired.to_string(),
+                "0".into(),
+                "0".into(),
+                "0".into(),
+                "0".into(),
+                if selector.is_empty() {
+                    "<none>".into()
+                } else {
+                    selector.join(",")
+                },
+                output::age(Some(v.created_at)),
+            ];
+            if wide {
+                let containers: Vec<String> = v
+                    .record
+                    .daemonset
+                    .spec
+                    .template
+                    .spec
+                    .containers
+                    .iter()
+                    .map(|c| c.name.clone())
+                    .collect();
+                row.extend([containers.join(","), v.images.join(","), v.revision.to_string()]);
+            }
+            row
+        })
+        .collect();
+    output::table(&header, &rows)
+}
+
+pub async fn describe(server: &str, name: &str) -> anyhow::Result<ExitCode> {
+    let v: DaemonSetView = Client::new(server)?
+        .get(&format!("/v1/daemonsets/{name}"))
+        .await?;
+    print!("{}", render_description(&v));
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn render_description(v: &DaemonSetView) -> String {
+    use std::fmt::Write;
+    let ds = &v.record.daemonset;
+    let mut out = String::new();
+    let _ = writeln!(out, "Name:           {}", v.name);
+    let _ = writeln!(out, "Namespace:      {}", v.namespace);
+    let labels: Vec<String> = ds
+        .metadata
+        .labels
+        .iter()
+        .map(|(k, val)| format!("{k}={val}"))
+        .collect();
+    let _ = writeln!(
+        out,
+        "Labels:         {}",
+        if labels.is_empty() {
+            "<none>".into()
+        } else {
+            labels.join(",")
+        }
+    );
+    let selector: Vec<String> = v
+        .node_selector
+        .iter()
+        .map(|(k, val)| format!("{k}={val}"))
+        .collect();
+    let _ = writeln!(
+        out,
+        "Node-Selector:  {}",
+        if selector.is_empty() {
+            "<none>".into()
+        } else {
+            selector.join(",")
+        }
+    );
+    let strategy = &ds.spec.update_strategy;
+    let _ = writeln!(out, "Strategy:       {:?}", strategy.type_);
+    let _ = writeln!(out, "Generation:     {}", v.record.generation);
+    let _ = writeln!(out, "Desired Number of Nodes Scheduled: {}", v.desired);
+    let _ = writeln!(out, "Pod Template:");
+    for c in &ds.spec.template.spec.containers {
+        let _ = writeln!(out, "  {}:", c.name);
+        let _ = writeln!(out, "    Image:      {}", c.image);
+        if !c.command.is_empty() {
+            let _ = writeln!(out, "    Command:    {}", c.command.join(" "));
+        }
+        if !c.args.is_empty() {
+            let _ = writeln!(out, "    Args:       {}", c.args.join(" "));
+        }
+    }
+    let _ = writeln!(out, "Revisions:");
+    let rows: Vec<Vec<String>> = v
+        .record
+        .revisions
+        .iter()
+        .rev()
+        .map(|r| {
+            vec![
+                format!("  {}", r.number),
+                r.hash.clone(),
+                output::age(Some(r.created_at)),
+                r.change_cause.clone().unwrap_or_else(|| "<none>".into()),
+            ]
+        })
+        .collect();
+    out.push_str(&output::table(
+        &["  REVISION", "HASH", "AGE", "CHANGE-CAUSE"],
+        &rows,
+    ));
+    let _ = writeln!(out, "Placement:");
+    let rows: Vec<Vec<String>> = v
+        .placement
+        .iter()
+        .map(|p| {
+            vec![
+                format!("  {}", p.node),
+                p.node_state.to_string(),
+                p.reason.clone(),
+            ]
+        })
+        .collect();
+    out.push_str(&output::table(&["  NODE", "STATE", "PLACEMENT"], &rows));
+    out
+}
+
+pub async fn delete(server: &str, name: Option<&str>, file: Option<&str>) -> anyhow::Result<ExitCode> {
+    let names: Vec<String> = match (name, file) {
+        (Some(n), None) => vec![n.to_string()],
+        (None, Some(f)) => load_valid(f)?
+            .into_iter()
+            .map(|v| v.daemonset.metadata.name)
+            .collect(),
+        _ => bail!(InputError::new(
+            "give either `delete ds NAME` or `delete -f FILE`"
+        )),
+    };
+    let client = Client::new(server)?;
+    let mut failed = false;
+    for n in names {
+        match client.delete(&format!("/v1/daemonsets/{n}")).await {
+            Ok(()) => println!("daemonset.apps \"{n}\" deleted"),
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                failed = true;
+            }
+        }
+    }
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}

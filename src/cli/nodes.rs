@@ -1,0 +1,108 @@
+//! `label node` and `taint node`: node overrides committed through the leader, in kubectl's syntax.
+
+use std::process::ExitCode;
+
+use anyhow::bail;
+
+use super::client::Client;
+use crate::api::control::{LabelRequest, TaintRequest};
+use crate::error::InputError;
+use crate::scheduling::labels::parse_label;
+use crate::scheduling::{Taint, TaintEffect};
+
+/// `KEY=VALUE` sets, `KEY-` removes.
+pub fn parse_label_changes(changes: &[String]) -> Result<LabelRequest, InputError> {
+    let mut req = LabelRequest::default();
+    for c in changes {
+        if let Some(key) = c.strip_suffix('-') {
+            crate::scheduling::labels::validate_label_key(key).map_err(InputError::new)?;
+            req.remove.insert(key.to_string());
+        } else {
+            let (k, v) =
+                parse_label(c).map_err(|e| InputError::new(format!("{e} (or KEY- to remove it)")))?;
+            req.set.insert(k, v);
+        }
+    }
+    Ok(req)
+}
+
+/// `KEY[=VALUE]:EFFECT` adds, `KEY:EFFECT-` or `KEY-` removes.
+pub fn parse_taint_changes(changes: &[String]) -> Result<TaintRequest, InputError> {
+    let mut req = TaintRequest::default();
+    for c in changes {
+        if let Some(spec) = c.strip_suffix('-') {
+            let (key, effect) = match spec.rsplit_once(':') {
+                Some((k, e)) => (k, Some(e.parse::<TaintEffect>().map_err(InputError::new)?)),
+                None => (spec, None),
+            };
+            let key = key.split_once('=').map(|(k, _)| k).unwrap_or(key);
+            crate::scheduling::labels::validate_label_key(key).map_err(InputError::new)?;
+            req.remove.push((key.to_string(), effect));
+        } else {
+            req.add.push(c.parse::<Taint>().map_err(InputError::new)?);
+        }
+    }
+    Ok(req)
+}
+
+pub async fn label(server: &str, node: &str, changes: &[String]) -> anyhow::Result<ExitCode> {
+    if changes.is_empty() {
+        bail!(InputError::new("give at least one KEY=VALUE or KEY- change"));
+    }
+    let req = parse_label_changes(changes)?;
+    Client::new(server)?
+        .post::<_, Option<()>>(&format!("/v1/nodes/{node}/labels"), &req)
+        .await?;
+    println!("node/{node} labeled");
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn taint(server: &str, node: &str, changes: &[String]) -> anyhow::Result<ExitCode> {
+    if changes.is_empty() {
+        bail!(InputError::new(
+            "give at least one KEY[=VALUE]:EFFECT or KEY:EFFECT- change"
+        ));
+    }
+    let req = parse_taint_changes(changes)?;
+    Client::new(server)?
+        .post::<_, Option<()>>(&format!("/v1/nodes/{node}/taints"), &req)
+        .await?;
+    println!(
+        "node/{node} {}",
+        if req.add.is_empty() {
+            "untainted"
+        } else {
+            "tainted"
+        }
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn label_and_taint_change_syntax() {
+        let req = parse_label_changes(&["zone=a".into(), "tier-".into()]).unwrap();
+        assert_eq!(req.set.get("zone").map(String::as_str), Some("a"));
+        assert!(req.remove.contains("tier"));
+        assert!(parse_label_changes(&["bad key=1".into()]).is_err());
+
+        let req = parse_taint_changes(&[
+            "gpu=yes:NoSchedule".into(),
+            "maint:NoExecute-".into(),
+            "old-".into(),
+        ])
+        .unwrap();
+        assert_eq!(req.add.len(), 1);
+        assert_eq!(
+            req.remove,
+            vec![
+                ("maint".to_string(), Some(TaintEffect::NoExecute)),
+                ("old".to_string(), None)
+            ]
+        );
+        assert!(parse_taint_changes(&["x:Sometimes".into()]).is_err());
+    }
+}

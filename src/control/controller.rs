@@ -1,0 +1,269 @@
+//! The control loop every node runs: forms or joins the Raft cluster, publishes its role, and on the leader keeps the voter set healthy.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use openraft::ServerState;
+use tracing::{info, warn};
+
+use super::bootstrap::{self, Bootstrap, BootstrapView};
+use super::replica::Replica;
+use super::store::Store;
+use super::types::{Raft, RaftNode};
+use super::voters::{self, Candidate, Step, VoterView};
+use crate::membership::{keys, MemberState, Membership};
+
+/// Settings of the control loop.
+#[derive(Debug, Clone)]
+pub struct ControlSettings {
+    /// Voters to aim for (odd).
+    pub voters: usize,
+    /// Members to wait for before the bootstrap node forms the cluster.
+    pub bootstrap_expect: usize,
+    /// How long a voter may be dead before a live node replaces it.
+    pub dead_voter_grace: Duration,
+    /// How long to listen to gossip before forming a new cluster.
+    pub discovery_window: Duration,
+    /// How often the loop runs.
+    pub tick: Duration,
+}
+
+impl Default for ControlSettings {
+    fn default() -> Self {
+        ControlSettings {
+            voters: 3,
+            bootstrap_expect: 1,
+            dead_voter_grace: Duration::from_secs(30),
+            discovery_window: Duration::from_secs(2),
+            tick: Duration::from_millis(500),
+        }
+    }
+}
+
+/// Everything the loop acts on.
+pub struct Controller {
+    pub raft: Raft,
+    pub raft_id: u64,
+    pub name: String,
+    pub api_addr: String,
+    pub gossip_addr: SocketAddr,
+    /// The resolved seed list; `None` when a seed did not resolve, so this node never forms.
+    pub seeds: Option<Vec<SocketAddr>>,
+    pub membership: Membership,
+    pub settings: ControlSettings,
+}
+
+/// The role a node publishes, from its Raft metrics.
+pub fn role_of(
+    raft_id: u64,
+    state: ServerState,
+    voters: &BTreeSet<u64>,
+    learners: &BTreeSet<u64>,
+) -> &'static str {
+    if state == ServerState::Leader {
+        "leader"
+    } else if voters.contains(&raft_id) {
+        "voter"
+    } else if learners.contains(&raft_id) {
+        "learner"
+    } else {
+        ""
+    }
+}
+
+impl Controller {
+    /// Runs until the process ends.
+    pub async fn run(
+        self,
+        replica: Replica<Store>,
+        mut applied: tokio::sync::watch::Receiver<std::sync::Arc<Store>>,
+    ) {
+        // Committed changes applied by this node's state machine become its store copy.
+        tokio::spawn(async move {
+            loop {
+                let store = (**applied.borrow_and_update()).clone();
+                if let Err(e) = replica.offer(store) {
+                    warn!(error = %e, "cannot save the store copy");
+                }
+                if applied.changed().await.is_err() {
+                    return;
+                }
+            }
+        });
+
+        let started = Instant::now();
+        let mut last_wait = String::new();
+        let mut published_role = None;
+        let mut gone_since: HashMap<u64, Instant> = HashMap::new();
+        loop {
+            tokio::time::sleep(self.settings.tick).await;
+            let metrics = self.raft.metrics().borrow().clone();
+            let membership = metrics.membership_config.membership();
+            let voter_ids: BTreeSet<u64> = membership.voter_ids().collect();
+            let learner_ids: BTreeSet<u64> = membership.learner_ids().collect();
+            let role = role_of(self.raft_id, metrics.state, &voter_ids, &learner_ids);
+            if published_role != Some(role) {
+                self.membership.set_local(keys::ROLE, role).await;
+                info!(
+                    role = if role.is_empty() { "none" } else { role },
+                    "control-plane role"
+                );
+                published_role = Some(role);
+            }
+
+            let members = self.membership.members().await;
+            let initialized = voter_ids.contains(&self.raft_id) || learner_ids.contains(&self.raft_id);
+            if !initialized {
+                let alive: Vec<(String, bool)> = members
+                    .iter()
+                    .filter(|m| m.state != MemberState::Dead)
+                    .map(|m| (m.name.clone(), !m.role.is_empty()))
+                    .collect();
+                let Some(seeds) = &self.seeds else { continue };
+                let decision = bootstrap::decide(&BootstrapView {
+                    self_addr: self.gossip_addr,
+                    seeds,
+                    initialized: self.raft.is_initialized().await.unwrap_or(true),
+                    alive: &alive,
+                    listened: started.elapsed(),
+                    discovery_window: self.settings.discovery_window,
+                    bootstrap_expect: self.settings.bootstrap_expect,
+                });
+                match decision {
+                    Bootstrap::Form => self.form(&members).await,
+                    Bootstrap::Wait(why) if why != last_wait => {
+                        info!("{why}");
+                        last_wait = why;
+                    }
+                    _ => {}
+                }
+                continue;
+            }
+            if metrics.state != ServerState::Leader {
+                continue;
+            }
+
+            // Leader: keep the voter set at its target and replace dead voters.
+            let now = Instant::now();
+            let mut candidates: Vec<Candidate> = Vec::new();
+            for m in &members {
+                let Some(id) = m.raft_id else { continue };
+                let dead_for = match m.state {
+                    MemberState::Dead => Some(now - *gone_since.entry(id).or_insert(now)),
+                    _ => {
+                        gone_since.remove(&id);
+                        None
+                    }
+                };
+                candidates.push(Candidate {
+                    raft_id: id,
+                    name: m.name.clone(),
+                    api_addr: m.api_addr.clone(),
+                    dead_for,
+                });
+            }
+            // Raft members gossip no longer knows of (a wiped node came back under a new id)
+            // count as dead from when we noticed.
+            for id in voter_ids.iter().chain(&learner_ids) {
+                if !candidates.iter().any(|c| c.raft_id == *id) {
+                    candidates.push(Candidate {
+                        raft_id: *id,
+                        name: String::new(),
+                        api_addr: String::new(),
+                        dead_for: Some(now - *gone_since.entry(*id).or_insert(now)),
+                    });
+                }
+            }
+            let last = metrics.last_log_index.unwrap_or(0);
+            let learner_lag: BTreeMap<u64, u64> = metrics
+                .replication
+                .as_ref()
+                .map(|r| {
+                    r.iter()
+                        .map(|(id, matched)| {
+                            (*id, last.saturating_sub(matched.map(|l| l.index).unwrap_or(0)))
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            let step = voters::plan(&VoterView {
+                voters: voter_ids,
+                learners: learner_ids,
+                members: candidates,
+                learner_lag,
+                target: self.settings.voters,
+                dead_grace: self.settings.dead_voter_grace,
+            });
+            if let Some(step) = step {
+                self.apply_step(step).await;
+            }
+        }
+    }
+
+    async fn form(&self, members: &[crate::membership::Member]) {
+        let mut nodes = BTreeMap::new();
+        nodes.insert(
+            self.raft_id,
+            RaftNode {
+                name: self.name.clone(),
+                api_addr: self.api_addr.clone(),
+            },
+        );
+        // With --bootstrap-expect, the awaited members vote from the start.
+        if self.settings.bootstrap_expect > 1 {
+            let wanted = voters::desired_voters(self.settings.voters, self.settings.bootstrap_expect);
+            let mut others: Vec<_> = members
+                .iter()
+                .filter(|m| m.state == MemberState::Alive && m.name != self.name)
+                .filter_map(|m| Some((m.raft_id?, m)))
+                .collect();
+            others.sort_by(|a, b| a.1.name.cmp(&b.1.name));
+            for (id, m) in others.into_iter().take(wanted.saturating_sub(1)) {
+                nodes.insert(
+                    id,
+                    RaftNode {
+                        name: m.name.clone(),
+                        api_addr: m.api_addr.clone(),
+                    },
+                );
+            }
+        }
+        let names: Vec<&str> = nodes.values().map(|n| n.name.as_str()).collect();
+        info!(voters = ?names, "forming a new cluster");
+        if let Err(e) = self.raft.initialize(nodes.clone()).await {
+            warn!(error = %e, "could not form the cluster");
+        }
+    }
+
+    async fn apply_step(&self, step: Step) {
+        let result = match &step {
+            Step::AddLearner {
+                raft_id,
+                name,
+                api_addr,
+            } => {
+                info!(node = %name, raft_id, "adding a learner to catch up before it votes");
+                let node = RaftNode {
+                    name: name.clone(),
+                    api_addr: api_addr.clone(),
+                };
+                self.raft.add_learner(*raft_id, node, false).await.map(|_| ())
+            }
+            Step::SetVoters(ids) => {
+                info!(voters = ?ids, "changing the voter set");
+                self.raft.change_membership(ids.clone(), false).await.map(|_| ())
+            }
+            Step::RemoveLearners(ids) => {
+                info!(learners = ?ids, "removing dead learners");
+                self.raft
+                    .change_membership(openraft::ChangeMembers::RemoveNodes(ids.clone()), false)
+                    .await
+                    .map(|_| ())
+            }
+        };
+        if let Err(e) = result {
+            warn!(step = ?step, error = %e, "membership change failed; will retry");
+        }
+    }
+}

@@ -1,0 +1,289 @@
+//! Raft RPCs over HTTP: the reqwest client openraft uses, and the handlers the API mounts.
+//!
+//! Wire contract: each RPC is a `POST` of a JSON request to `{api_addr}{PATH}`; the server
+//! answers `200` with the handler's `Result` as JSON (`{"Ok": ...}` or `{"Err": ...}`), e.g.
+//! `Json(handle_append(&raft, req).await)` in axum. Any other status means "not served here"
+//! (no such route, auth refused, node starting) and counts as unreachable.
+
+use std::future::Future;
+use std::io::{self, Cursor};
+use std::time::Duration;
+
+use openraft::error::{
+    InstallSnapshotError, NetworkError, PayloadTooLarge, RemoteError, ReplicationClosed, StreamingError,
+    Unreachable,
+};
+use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+use openraft::raft::{InstallSnapshotRequest, InstallSnapshotResponse};
+use openraft::OptionalSend;
+use reqwest::StatusCode;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::control::types::{
+    AppendEntriesRequest, AppendEntriesResponse, Fatal, NodeId, RPCError, Raft, RaftError, RaftNode,
+    Snapshot, SnapshotMeta, SnapshotResponse, TypeConfig, Vote, VoteRequest, VoteResponse,
+};
+
+pub const APPEND_PATH: &str = "/raft/append";
+pub const VOTE_PATH: &str = "/raft/vote";
+pub const SNAPSHOT_PATH: &str = "/raft/snapshot";
+
+/// A peer that does not even accept the connection within this is treated as down; LAN
+/// handshakes take well under a millisecond.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// A whole snapshot in one request: the leader's vote, the snapshot's metadata and its data.
+#[derive(Serialize, Deserialize, Clone, Debug)]
+pub struct SnapshotRequest {
+    pub vote: Vote,
+    pub meta: SnapshotMeta,
+    /// The state machine's snapshot bytes (a JSON `Store` today; opaque here).
+    pub data: Vec<u8>,
+}
+
+/// Serves an AppendEntries RPC (replication and heartbeats) from the leader.
+pub async fn handle_append(
+    raft: &Raft,
+    req: AppendEntriesRequest,
+) -> Result<AppendEntriesResponse, RaftError> {
+    raft.append_entries(req).await
+}
+
+/// Serves a RequestVote RPC from a candidate.
+pub async fn handle_vote(raft: &Raft, req: VoteRequest) -> Result<VoteResponse, RaftError> {
+    raft.vote(req).await
+}
+
+/// Installs a complete snapshot sent by the leader to a follower that fell behind its log.
+pub async fn handle_snapshot(raft: &Raft, req: SnapshotRequest) -> Result<SnapshotResponse, Fatal> {
+    let snapshot = Snapshot {
+        meta: req.meta,
+        snapshot: Box::new(Cursor::new(req.data)),
+    };
+    raft.install_full_snapshot(req.vote, snapshot).await
+}
+
+/// Creates one HTTP client per peer for openraft. Cheap to clone; all peers share one
+/// connection pool.
+#[derive(Clone)]
+pub struct HttpNetwork {
+    client: reqwest::Client,
+    /// Sent as `Authorization: Bearer ...` so peers can refuse strangers' RPCs.
+    token: Option<String>,
+}
+
+impl HttpNetwork {
+    /// `token`, when set, is sent with every RPC as a bearer token.
+    pub fn new(token: Option<String>) -> Result<Self, reqwest::Error> {
+        let client = reqwest::Client::builder()
+            .connect_timeout(CONNECT_TIMEOUT)
+            .build()?;
+        Ok(Self { client, token })
+    }
+}
+
+impl RaftNetworkFactory<TypeConfig> for HttpNetwork {
+    type Network = HttpPeer;
+
+    async fn new_client(&mut self, target: NodeId, node: &RaftNode) -> HttpPeer {
+        let base = node.api_addr.trim_end_matches('/');
+        let base = if base.contains("://") {
+            base.to_string()
+        } else {
+            format!("http://{base}")
+        };
+        HttpPeer {
+            network: self.clone(),
+            target,
+            node: node.clone(),
+            base,
+        }
+    }
+}
+
+/// The connection to one peer, as openraft's replication and election tasks see it.
+pub struct HttpPeer {
+    network: HttpNetwork,
+    target: NodeId,
+    /// Kept for error reports, so a remote error names the node and its address.
+    node: RaftNode,
+    /// `api_addr` with a scheme and without a trailing slash.
+    base: String,
+}
+
+/// How a request failed before any answer from the peer's Raft came back.
+enum Failure {
+    /// Down, refusing, partitioned or not serving Raft: openraft backs off before retrying.
+    Unreachable(Unreachable),
+    /// A failure mid-request or an undecodable answer: reported, retried on the next round.
+    Network(NetworkError),
+    /// HTTP 413: the peer's body limit is below the request. For AppendEntries openraft can
+    /// send fewer entries per request; for anything else it is a misconfiguration.
+    TooLarge(Unreachable),
+}
+
+impl Failure {
+    fn into_rpc<E: std::error::Error>(self) -> RPCError<E> {
+        match self {
+            Failure::Unreachable(e) | Failure::TooLarge(e) => RPCError::Unreachable(e),
+            Failure::Network(e) => RPCError::Network(e),
+        }
+    }
+}
+
+impl HttpPeer {
+    /// POSTs `req` and decodes the peer's `Result`. `timeout` comes from openraft's
+    /// `RPCOption`, which is also how long openraft itself waits for this RPC.
+    async fn post<Req, Resp, E>(
+        &self,
+        path: &str,
+        req: &Req,
+        timeout: Duration,
+    ) -> Result<Result<Resp, E>, Failure>
+    where
+        Req: Serialize,
+        Resp: DeserializeOwned,
+        E: DeserializeOwned,
+    {
+        let url = format!("{}{path}", self.base);
+        let mut request = self.network.client.post(&url).timeout(timeout).json(req);
+        if let Some(token) = &self.network.token {
+            request = request.bearer_auth(token);
+        }
+        let resp = request.send().await.map_err(|e| {
+            if e.is_connect() || e.is_timeout() {
+                Failure::Unreachable(Unreachable::new(&e))
+            } else {
+                Failure::Network(NetworkError::new(&e))
+            }
+        })?;
+        let status = resp.status();
+        if !status.is_success() {
+            let body = resp.text().await.unwrap_or_default();
+            let msg = format!(
+                "{url} ({}): HTTP {status}: {}",
+                self.node.name,
+                body.chars().take(200).collect::<String>()
+            );
+            let e = Unreachable::new(&io::Error::other(msg));
+            return Err(match status {
+                StatusCode::PAYLOAD_TOO_LARGE => Failure::TooLarge(e),
+                _ => Failure::Unreachable(e),
+            });
+        }
+        resp.json().await.map_err(|e| {
+            if e.is_timeout() {
+                Failure::Unreachable(Unreachable::new(&e))
+            } else {
+                Failure::Network(NetworkError::new(&e))
+            }
+        })
+    }
+
+    fn remote<E: std::error::Error>(&self, e: E) -> RemoteError<NodeId, RaftNode, E> {
+        RemoteError::new_with_node(self.target, self.node.clone(), e)
+    }
+}
+
+impl RaftNetwork<TypeConfig> for HttpPeer {
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest,
+        option: RPCOption,
+    ) -> Result<AppendEntriesResponse, RPCError<RaftError>> {
+        let entries = rpc.entries.len() as u64;
+        match self.post(APPEND_PATH, &rpc, option.hard_ttl()).await {
+            Ok(Ok(resp)) => Ok(resp),
+            Ok(Err(e)) => Err(RPCError::RemoteError(self.remote(e))),
+            // Halving converges on a size the peer accepts; one entry too large for the
+            // peer's limit stays stuck, which the warning in the logs then shows.
+            Err(Failure::TooLarge(e)) if entries > 1 => {
+                tracing::warn!(target = self.target, entries, "append too large for peer: {e}");
+                Err(RPCError::PayloadTooLarge(PayloadTooLarge::new_entries_hint(
+                    entries / 2,
+                )))
+            }
+            Err(f) => Err(f.into_rpc()),
+        }
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest,
+        option: RPCOption,
+    ) -> Result<VoteResponse, RPCError<RaftError>> {
+        match self.post(VOTE_PATH, &rpc, option.hard_ttl()).await {
+            Ok(Ok(resp)) => Ok(resp),
+            Ok(Err(e)) => Err(RPCError::RemoteError(self.remote(e))),
+            Err(f) => Err(f.into_rpc()),
+        }
+    }
+
+    /// Never called: `full_snapshot` below sends the whole snapshot in one request, and
+    /// openraft 0.9 only reaches this chunked RPC through the default `full_snapshot`. The
+    /// trait still requires it unless the `generic-snapshot-data` feature is on.
+    async fn install_snapshot(
+        &mut self,
+        _rpc: InstallSnapshotRequest<TypeConfig>,
+        _option: RPCOption,
+    ) -> Result<InstallSnapshotResponse<NodeId>, RPCError<RaftError<InstallSnapshotError>>> {
+        let e = io::Error::new(
+            io::ErrorKind::Unsupported,
+            "chunked snapshots are not served; use full_snapshot",
+        );
+        Err(RPCError::Network(NetworkError::new(&e)))
+    }
+
+    async fn full_snapshot(
+        &mut self,
+        vote: Vote,
+        snapshot: Snapshot,
+        cancel: impl Future<Output = ReplicationClosed> + OptionalSend + 'static,
+        option: RPCOption,
+    ) -> Result<SnapshotResponse, StreamingError<TypeConfig, Fatal>> {
+        let req = SnapshotRequest {
+            vote,
+            meta: snapshot.meta,
+            data: snapshot.snapshot.into_inner(),
+        };
+        // The replication task cancels a transfer when it stops (e.g. this node lost its
+        // leadership); don't keep a large upload going for nothing.
+        let sent = tokio::select! {
+            closed = cancel => return Err(StreamingError::Closed(closed)),
+            sent = self.post(SNAPSHOT_PATH, &req, option.hard_ttl()) => sent,
+        };
+        match sent {
+            Ok(Ok(resp)) => Ok(resp),
+            Ok(Err(e)) => Err(StreamingError::RemoteError(self.remote(e))),
+            Err(Failure::Unreachable(e) | Failure::TooLarge(e)) => Err(StreamingError::Unreachable(e)),
+            Err(Failure::Network(e)) => Err(StreamingError::Network(e)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_peer_that_refuses_connections_is_unreachable() {
+        // Bind then drop a listener to get a loopback port that nobody listens on.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let node = RaftNode {
+            name: "n2".into(),
+            api_addr: format!("127.0.0.1:{port}"),
+        };
+        let mut peer = HttpNetwork::new(None).unwrap().new_client(2, &node).await;
+        let req = VoteRequest::new(Vote::new(1, 1), None);
+        let err = peer
+            .vote(req, RPCOption::new(Duration::from_secs(1)))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, RPCError::Unreachable(_)), "{err:?}");
+    }
+}

@@ -1,0 +1,362 @@
+//! The container part of a pod template: image, command, env, ports, limits, mounts, probes.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::quantity::{IntOrString, Quantity, QuantityError};
+
+/// One container of the pod template; everynode runs each as one container (or process).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Container {
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub image: String,
+    /// Replaces the image's entrypoint, as in Kubernetes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub command: Vec<String>,
+    /// Replaces the image's cmd, as in Kubernetes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub args: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub working_dir: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub env: Vec<EnvVar>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ports: Vec<ContainerPort>,
+    #[serde(default, skip_serializing_if = "ResourceRequirements::is_empty")]
+    pub resources: ResourceRequirements,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub volume_mounts: Vec<VolumeMount>,
+    /// None until defaulting fills it from the image tag (see [`PullPolicy::default_for`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_pull_policy: Option<PullPolicy>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub readiness_probe: Option<Probe>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub liveness_probe: Option<Probe>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub startup_probe: Option<Probe>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub security_context: Option<SecurityContext>,
+}
+
+/// When to pull the image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum PullPolicy {
+    Always,
+    IfNotPresent,
+    Never,
+}
+
+impl PullPolicy {
+    /// Kubernetes' default: `Always` for an untagged or `:latest` image, else `IfNotPresent`.
+    pub fn default_for(image: &str) -> PullPolicy {
+        if image.contains('@') {
+            return PullPolicy::IfNotPresent;
+        }
+        // A `:` before the last `/` belongs to a registry port, not to a tag.
+        let last = image.rsplit('/').next().unwrap_or(image);
+        match last.split_once(':') {
+            Some((_, tag)) if tag != "latest" => PullPolicy::IfNotPresent,
+            _ => PullPolicy::Always,
+        }
+    }
+}
+
+/// An environment variable: a literal value or one taken from the pod (here: the node).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EnvVar {
+    #[serde(default)]
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value_from: Option<EnvVarSource>,
+}
+
+/// `valueFrom`: only `fieldRef` is honoured.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EnvVarSource {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub field_ref: Option<ObjectFieldSelector>,
+    /// Sources everynode cannot resolve (secretKeyRef, configMapKeyRef...), kept so the
+    /// manifest round-trips and the warning is given again on every validation.
+    #[serde(flatten)]
+    pub unsupported: BTreeMap<String, serde_json::Value>,
+}
+
+/// `fieldRef`: a field of the pod, such as `spec.nodeName`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ObjectFieldSelector {
+    #[serde(default)]
+    pub field_path: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_version: Option<String>,
+}
+
+/// A port the container listens on, optionally bound on the host.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ContainerPort {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub container_port: i32,
+    /// 0 means "not bound on the host", as in Kubernetes.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub host_port: i32,
+    #[serde(default)]
+    pub protocol: Protocol,
+}
+
+fn is_zero(v: &i32) -> bool {
+    *v == 0
+}
+
+/// Transport protocol of a port.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Protocol {
+    #[default]
+    #[serde(rename = "TCP")]
+    Tcp,
+    #[serde(rename = "UDP")]
+    Udp,
+    #[serde(rename = "SCTP")]
+    Sctp,
+}
+
+/// `resources`: only `limits` of `cpu` and `memory` are enforced.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ResourceRequirements {
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub limits: BTreeMap<String, Quantity>,
+}
+
+impl ResourceRequirements {
+    pub fn is_empty(&self) -> bool {
+        self.limits.is_empty()
+    }
+
+    /// The CPU limit in millicores, if one is set.
+    pub fn cpu_limit_millis(&self) -> Option<Result<i64, QuantityError>> {
+        self.limits.get("cpu").map(Quantity::milli_value)
+    }
+
+    /// The memory limit in bytes, if one is set.
+    pub fn memory_limit_bytes(&self) -> Option<Result<i64, QuantityError>> {
+        self.limits.get("memory").map(Quantity::value)
+    }
+}
+
+/// Where a volume appears inside the container.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct VolumeMount {
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub mount_path: String,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub read_only: bool,
+}
+
+/// The parts of the container security context everynode applies.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SecurityContext {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub privileged: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_as_user: Option<i64>,
+}
+
+/// A readiness, liveness or startup probe. Timing fields hold Kubernetes' defaults once the
+/// manifest is defaulted (a 0 there means "default", as in Kubernetes).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Probe {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exec: Option<ExecAction>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http_get: Option<HttpGetAction>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tcp_socket: Option<TcpSocketAction>,
+    #[serde(default)]
+    pub initial_delay_seconds: i32,
+    #[serde(default = "default_timeout")]
+    pub timeout_seconds: i32,
+    #[serde(default = "default_period")]
+    pub period_seconds: i32,
+    #[serde(default = "default_threshold_one")]
+    pub success_threshold: i32,
+    #[serde(default = "default_failure_threshold")]
+    pub failure_threshold: i32,
+    /// Probe kinds or fields everynode does not run (grpc...), kept for the round trip.
+    #[serde(flatten)]
+    pub unsupported: BTreeMap<String, serde_json::Value>,
+}
+
+pub(crate) const DEFAULT_PROBE_TIMEOUT: i32 = 1;
+pub(crate) const DEFAULT_PROBE_PERIOD: i32 = 10;
+pub(crate) const DEFAULT_PROBE_FAILURES: i32 = 3;
+
+fn default_timeout() -> i32 {
+    DEFAULT_PROBE_TIMEOUT
+}
+fn default_period() -> i32 {
+    DEFAULT_PROBE_PERIOD
+}
+fn default_threshold_one() -> i32 {
+    1
+}
+fn default_failure_threshold() -> i32 {
+    DEFAULT_PROBE_FAILURES
+}
+
+impl Default for Probe {
+    fn default() -> Self {
+        Probe {
+            exec: None,
+            http_get: None,
+            tcp_socket: None,
+            initial_delay_seconds: 0,
+            timeout_seconds: DEFAULT_PROBE_TIMEOUT,
+            period_seconds: DEFAULT_PROBE_PERIOD,
+            success_threshold: 1,
+            failure_threshold: DEFAULT_PROBE_FAILURES,
+            unsupported: BTreeMap::new(),
+        }
+    }
+}
+
+impl Probe {
+    pub fn initial_delay(&self) -> Duration {
+        secs(self.initial_delay_seconds)
+    }
+
+    pub fn timeout(&self) -> Duration {
+        secs(self.timeout_seconds.max(1))
+    }
+
+    pub fn period(&self) -> Duration {
+        secs(self.period_seconds.max(1))
+    }
+}
+
+/// Seconds as a duration; negative values (refused by validation) count as zero.
+pub(crate) fn secs(s: impl Into<i64>) -> Duration {
+    Duration::from_secs(u64::try_from(s.into()).unwrap_or(0))
+}
+
+/// Run a command inside the container; success is exit status 0.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ExecAction {
+    #[serde(default)]
+    pub command: Vec<String>,
+}
+
+/// An HTTP GET; success is a status in 200..400.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HttpGetAction {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// A number, or the name of one of the container's ports.
+    #[serde(default)]
+    pub port: IntOrString,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    #[serde(default)]
+    pub scheme: Scheme,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub http_headers: Vec<HttpHeader>,
+}
+
+/// URL scheme of an HTTP probe.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Scheme {
+    #[default]
+    #[serde(rename = "HTTP")]
+    Http,
+    #[serde(rename = "HTTPS")]
+    Https,
+}
+
+/// A header sent with an HTTP probe.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HttpHeader {
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub value: String,
+}
+
+/// A TCP connect; success is an accepted connection.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TcpSocketAction {
+    #[serde(default)]
+    pub port: IntOrString,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+}
+
+impl Container {
+    /// Resolves a probe port given by name against this container's ports.
+    pub fn resolve_port(&self, port: &IntOrString) -> Option<i32> {
+        match port {
+            IntOrString::Int(n) => Some(*n),
+            IntOrString::String(name) => self
+                .ports
+                .iter()
+                .find(|p| p.name.as_deref() == Some(name))
+                .map(|p| p.container_port),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_pull_policy_follows_the_tag() {
+        let cases = [
+            ("nginx", PullPolicy::Always),
+            ("nginx:latest", PullPolicy::Always),
+            ("nginx:1.27", PullPolicy::IfNotPresent),
+            ("registry:5000/agent", PullPolicy::Always),
+            ("registry:5000/agent:v2", PullPolicy::IfNotPresent),
+            (
+                "quay.io/prometheus/node-exporter@sha256:abcd",
+                PullPolicy::IfNotPresent,
+            ),
+        ];
+        for (image, want) in cases {
+            assert_eq!(PullPolicy::default_for(image), want, "{image}");
+        }
+    }
+
+    #[test]
+    fn probe_ports_resolve_by_name_or_number() {
+        let c = Container {
+            ports: vec![ContainerPort {
+                name: Some("metrics".into()),
+                container_port: 9100,
+                ..ContainerPort::default()
+            }],
+            ..Container::default()
+        };
+        assert_eq!(c.resolve_port(&IntOrString::String("metrics".into())), Some(9100));
+        assert_eq!(c.resolve_port(&IntOrString::Int(8080)), Some(8080));
+        assert_eq!(c.resolve_port(&IntOrString::String("nope".into())), None);
+    }
+}

@@ -1,0 +1,108 @@
+//! Kubernetes' defaulting: what the API server fills in before it stores an object.
+//!
+//! Applied before validation and before hashing, so that writing a default explicitly
+//! (`protocol: TCP`, `timeoutSeconds: 1`) gives the same object and the same revision as
+//! leaving it out.
+
+use super::container::{PullPolicy, DEFAULT_PROBE_FAILURES, DEFAULT_PROBE_PERIOD, DEFAULT_PROBE_TIMEOUT};
+use super::daemonset::{DaemonSet, RollingUpdateDaemonSet, UpdateStrategyType};
+use super::meta::default_namespace;
+use super::pod::PodTemplateSpec;
+use super::quantity::IntOrString;
+
+/// Defaults a whole DaemonSet in place. Idempotent.
+pub fn apply(ds: &mut DaemonSet) {
+    if ds.metadata.namespace.is_empty() {
+        ds.metadata.namespace = default_namespace();
+    }
+    let strategy = &mut ds.spec.update_strategy;
+    if strategy.type_ == UpdateStrategyType::RollingUpdate {
+        let ru = strategy
+            .rolling_update
+            .get_or_insert_with(RollingUpdateDaemonSet::default);
+        ru.max_unavailable.get_or_insert(IntOrString::Int(1));
+        ru.max_surge.get_or_insert(IntOrString::Int(0));
+    }
+    apply_template(&mut ds.spec.template);
+}
+
+/// Defaults a pod template in place. Idempotent.
+pub fn apply_template(template: &mut PodTemplateSpec) {
+    let spec = &mut template.spec;
+    for c in &mut spec.containers {
+        if c.image_pull_policy.is_none() {
+            c.image_pull_policy = Some(PullPolicy::default_for(&c.image));
+        }
+        if spec.host_network {
+            // With the host network a container port is a host port.
+            for p in &mut c.ports {
+                if p.host_port == 0 {
+                    p.host_port = p.container_port;
+                }
+            }
+        }
+        for probe in [
+            &mut c.readiness_probe,
+            &mut c.liveness_probe,
+            &mut c.startup_probe,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            zero_to(&mut probe.timeout_seconds, DEFAULT_PROBE_TIMEOUT);
+            zero_to(&mut probe.period_seconds, DEFAULT_PROBE_PERIOD);
+            zero_to(&mut probe.success_threshold, 1);
+            zero_to(&mut probe.failure_threshold, DEFAULT_PROBE_FAILURES);
+        }
+        for env in &mut c.env {
+            if let Some(r) = env.value_from.as_mut().and_then(|v| v.field_ref.as_mut()) {
+                r.api_version.get_or_insert_with(|| "v1".to_string());
+            }
+        }
+    }
+}
+
+fn zero_to(v: &mut i32, default: i32) {
+    if *v == 0 {
+        *v = default;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::container::{Container, ContainerPort, Probe};
+
+    #[test]
+    fn defaults_are_filled_as_kubernetes_fills_them() {
+        let mut ds = DaemonSet::default();
+        ds.metadata.namespace.clear();
+        ds.spec.template.spec.host_network = true;
+        ds.spec.template.spec.containers.push(Container {
+            image: "agent:1.0".into(),
+            ports: vec![ContainerPort {
+                container_port: 9100,
+                ..ContainerPort::default()
+            }],
+            readiness_probe: Some(Probe {
+                timeout_seconds: 0,
+                period_seconds: 0,
+                ..Probe::default()
+            }),
+            ..Container::default()
+        });
+        apply(&mut ds);
+        let once = ds.clone();
+        apply(&mut ds);
+        assert_eq!(ds, once, "defaulting is idempotent");
+        assert_eq!(ds.metadata.namespace, "default");
+        let c = &ds.spec.template.spec.containers[0];
+        assert_eq!(c.image_pull_policy, Some(PullPolicy::IfNotPresent));
+        assert_eq!(c.ports[0].host_port, 9100);
+        let probe = c.readiness_probe.as_ref().unwrap();
+        assert_eq!((probe.timeout_seconds, probe.period_seconds), (1, 10));
+        let ru = ds.spec.update_strategy.rolling_update.as_ref().unwrap();
+        assert_eq!(ru.max_unavailable, Some(IntOrString::Int(1)));
+        assert_eq!(ru.max_surge, Some(IntOrString::Int(0)));
+    }
+}

@@ -1,0 +1,299 @@
+//! Validation of containers: names, images, ports, environment, limits, mounts and probes.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::names::{
+    is_dns1123_label, is_env_var_name, is_iana_svc_name, DNS1123_LABEL, ENV_VAR_NAME, IANA_SVC_NAME,
+};
+use super::non_negative;
+use super::pod::VolumeNames;
+use crate::spec::container::{Container, EnvVar, Probe};
+use crate::spec::issue::{FieldPath, Issues};
+use crate::spec::pod::PodSpec;
+use crate::spec::quantity::{IntOrString, Quantity};
+
+/// Field paths Kubernetes accepts in an env `fieldRef`.
+const VALID_FIELD_PATHS: &[&str] = &[
+    "metadata.name",
+    "metadata.namespace",
+    "metadata.uid",
+    "metadata.labels",
+    "metadata.annotations",
+    "spec.nodeName",
+    "spec.serviceAccountName",
+    "status.hostIP",
+    "status.hostIPs",
+    "status.podIP",
+    "status.podIPs",
+];
+/// The ones everynode fills in.
+pub(crate) const HONOURED_FIELD_PATHS: &[&str] = &["spec.nodeName"];
+/// Resource limits everynode enforces.
+const ENFORCED_LIMITS: &[&str] = &["cpu", "memory"];
+
+pub(crate) fn containers(out: &mut Issues, pod: &FieldPath, spec: &PodSpec, volumes: &VolumeNames) {
+    let path = pod.child("containers");
+    if spec.containers.is_empty() {
+        out.required(&path)
+            .hint("a DaemonSet needs at least one container under spec.template.spec.containers");
+    }
+    let mut names = BTreeSet::new();
+    // (hostPort, protocol) across all containers, as Kubernetes checks them.
+    let mut host_ports = BTreeSet::new();
+    for (i, c) in spec.containers.iter().enumerate() {
+        let p = path.index(i);
+        if c.name.is_empty() {
+            out.required(&p.child("name"));
+        } else if !is_dns1123_label(&c.name) {
+            out.invalid(&p.child("name"), &c.name, DNS1123_LABEL);
+        } else if !names.insert(c.name.as_str()) {
+            out.duplicate(&p.child("name"), &c.name);
+        }
+        if c.image.is_empty() {
+            out.required(&p.child("image"))
+                .hint("name the image to run, e.g. quay.io/prometheus/node-exporter:v1.8.2");
+        } else if c.image.trim() != c.image {
+            out.invalid(
+                &p.child("image"),
+                &c.image,
+                "must not have leading or trailing whitespace",
+            );
+        }
+        ports(out, &p, c, spec.host_network, &mut host_ports);
+        for (j, env) in c.env.iter().enumerate() {
+            env_var(out, &p.child("env").index(j), env);
+        }
+        limits(out, &p.child("resources").child("limits"), &c.resources.limits);
+        mounts(out, &p, c, volumes);
+        for (name, probe) in [
+            ("readinessProbe", &c.readiness_probe),
+            ("livenessProbe", &c.liveness_probe),
+            ("startupProbe", &c.startup_probe),
+        ] {
+            if let Some(probe) = probe {
+                self::probe(out, &p.child(name), c, probe, name != "readinessProbe");
+            }
+        }
+        if let Some(uid) = c.security_context.as_ref().and_then(|s| s.run_as_user) {
+            if !(0..=i64::from(i32::MAX)).contains(&uid) {
+                out.invalid(
+                    &p.child("securityContext").child("runAsUser"),
+                    uid,
+                    "must be between 0 and 2147483647, inclusive",
+                );
+            }
+        }
+    }
+}
+
+fn ports(
+    out: &mut Issues,
+    p: &FieldPath,
+    c: &Container,
+    host_network: bool,
+    host_ports: &mut BTreeSet<(i32, &'static str)>,
+) {
+    let mut names = BTreeSet::new();
+    for (j, port) in c.ports.iter().enumerate() {
+        let pp = p.child("ports").index(j);
+        if port.container_port == 0 {
+            out.required(&pp.child("containerPort"));
+        } else if !(1..=65535).contains(&port.container_port) {
+            out.invalid(
+                &pp.child("containerPort"),
+                port.container_port,
+                "must be between 1 and 65535, inclusive",
+            );
+        }
+        if port.host_port != 0 && !(1..=65535).contains(&port.host_port) {
+            out.invalid(
+                &pp.child("hostPort"),
+                port.host_port,
+                "must be between 1 and 65535, inclusive",
+            );
+        }
+        if host_network && port.host_port != port.container_port {
+            out.invalid(
+                &pp.child("hostPort"),
+                port.host_port,
+                "must match `containerPort` when `hostNetwork` is true",
+            );
+        }
+        if let Some(name) = &port.name {
+            if !is_iana_svc_name(name) {
+                out.invalid(&pp.child("name"), name, IANA_SVC_NAME);
+            } else if !names.insert(name.as_str()) {
+                out.duplicate(&pp.child("name"), name);
+            }
+        }
+        if port.host_port > 0 {
+            let protocol = match port.protocol {
+                crate::spec::container::Protocol::Tcp => "TCP",
+                crate::spec::container::Protocol::Udp => "UDP",
+                crate::spec::container::Protocol::Sctp => "SCTP",
+            };
+            let key = (port.host_port, protocol);
+            if !host_ports.insert(key) {
+                out.duplicate(&pp.child("hostPort"), format!("{}/{protocol}", port.host_port))
+                    .hint("two ports cannot bind the same host port and protocol");
+            }
+        }
+    }
+}
+
+fn env_var(out: &mut Issues, p: &FieldPath, env: &EnvVar) {
+    if env.name.is_empty() {
+        out.required(&p.child("name"));
+    } else if !is_env_var_name(&env.name) {
+        out.invalid(&p.child("name"), &env.name, ENV_VAR_NAME);
+    }
+    let Some(from) = &env.value_from else { return };
+    let fp = p.child("valueFrom");
+    if env.value.as_deref().is_some_and(|v| !v.is_empty()) {
+        out.invalid(&fp, "", "may not be specified when `value` is not empty");
+    }
+    match &from.field_ref {
+        Some(r) => {
+            let path = fp.child("fieldRef").child("fieldPath");
+            let base = r.field_path.split('[').next().unwrap_or_default();
+            let subscripted = r.field_path.contains('[');
+            if r.field_path.is_empty() {
+                out.required(&path);
+            } else if !VALID_FIELD_PATHS.contains(&base)
+                || subscripted && !matches!(base, "metadata.labels" | "metadata.annotations")
+            {
+                out.unsupported(&path, &r.field_path, VALID_FIELD_PATHS);
+            } else if !HONOURED_FIELD_PATHS.contains(&r.field_path.as_str()) {
+                out.warn(
+                    &path,
+                    format!(
+                        "not honoured by everynode: only spec.nodeName is resolved, so {} is not set",
+                        env.name
+                    ),
+                );
+            }
+            if let Some(v) = r.api_version.as_deref().filter(|v| *v != "v1") {
+                out.unsupported(&fp.child("fieldRef").child("apiVersion"), v, &["v1"]);
+            }
+        }
+        None if from.unsupported.is_empty() => {
+            out.invalid(
+                &fp,
+                "",
+                "must specify one of: `fieldRef`, `resourceFieldRef`, `configMapKeyRef` or `secretKeyRef`",
+            );
+        }
+        None => {}
+    }
+}
+
+fn limits(out: &mut Issues, p: &FieldPath, limits: &BTreeMap<String, Quantity>) {
+    for (name, q) in limits {
+        let lp = p.key(name);
+        let parsed = if name == "cpu" { q.milli_value() } else { q.value() };
+        match parsed {
+            Err(e) => {
+                out.invalid(&lp, &q.0, &e.to_string())
+                    .hint("write e.g. cpu: 500m or memory: 128Mi");
+            }
+            Ok(v) if v < 0 => {
+                out.invalid(&lp, &q.0, "must be greater than or equal to 0");
+            }
+            Ok(_) if !ENFORCED_LIMITS.contains(&name.as_str()) => {
+                out.warn(
+                    &lp,
+                    "not honoured by everynode: only cpu and memory limits are enforced",
+                );
+            }
+            Ok(_) => {}
+        }
+    }
+}
+
+fn mounts(out: &mut Issues, p: &FieldPath, c: &Container, volumes: &VolumeNames) {
+    let mut paths = BTreeSet::new();
+    for (j, m) in c.volume_mounts.iter().enumerate() {
+        let mp = p.child("volumeMounts").index(j);
+        if m.name.is_empty() {
+            out.required(&mp.child("name"));
+        } else if volumes.not_mounted.contains(&m.name) {
+            out.warn(
+                &mp.child("name"),
+                format!(
+                    "not honoured by everynode: volume {:?} is not a hostPath volume, so nothing is mounted at {}",
+                    m.name, m.mount_path
+                ),
+            );
+        } else if !volumes.declared.contains(&m.name) {
+            out.err(&mp.child("name"), format!("Not found: {:?}", m.name))
+                .hint("declare the volume under spec.template.spec.volumes");
+        }
+        if m.mount_path.is_empty() {
+            out.required(&mp.child("mountPath"));
+        } else if !paths.insert(m.mount_path.as_str()) {
+            out.invalid(&mp.child("mountPath"), &m.mount_path, "must be unique");
+        }
+    }
+}
+
+fn probe(out: &mut Issues, p: &FieldPath, c: &Container, probe: &Probe, success_must_be_one: bool) {
+    let handlers = [
+        probe.exec.is_some(),
+        probe.http_get.is_some(),
+        probe.tcp_socket.is_some(),
+    ]
+    .into_iter()
+    .filter(|h| *h)
+    .count();
+    if handlers == 0 && probe.unsupported.is_empty() {
+        out.required(p)
+            .hint("must specify a handler type: exec, httpGet or tcpSocket");
+    } else if handlers > 1 {
+        out.err(p, "Forbidden: may not specify more than 1 handler type");
+    }
+    if let Some(exec) = &probe.exec {
+        if exec.command.is_empty() {
+            out.required(&p.child("exec").child("command"));
+        }
+    }
+    if let Some(h) = &probe.http_get {
+        port(out, &p.child("httpGet").child("port"), c, &h.port);
+    }
+    if let Some(t) = &probe.tcp_socket {
+        port(out, &p.child("tcpSocket").child("port"), c, &t.port);
+    }
+    for (name, v) in [
+        ("initialDelaySeconds", probe.initial_delay_seconds),
+        ("timeoutSeconds", probe.timeout_seconds),
+        ("periodSeconds", probe.period_seconds),
+        ("successThreshold", probe.success_threshold),
+        ("failureThreshold", probe.failure_threshold),
+    ] {
+        non_negative(out, &p.child(name), v.into());
+    }
+    if success_must_be_one && probe.success_threshold != 1 {
+        out.invalid(&p.child("successThreshold"), probe.success_threshold, "must be 1");
+    }
+}
+
+fn port(out: &mut Issues, p: &FieldPath, c: &Container, port: &IntOrString) {
+    match port {
+        IntOrString::Int(n) if !(1..=65535).contains(n) => {
+            out.invalid(p, n, "must be between 1 and 65535, inclusive");
+        }
+        IntOrString::String(name) if !is_iana_svc_name(name) => {
+            out.invalid(p, name, IANA_SVC_NAME);
+        }
+        IntOrString::String(name) if c.resolve_port(port).is_none() => {
+            // Kubernetes accepts this and the probe fails on the node; say it now.
+            out.warn(
+                p,
+                format!(
+                    "container {:?} has no port named {name:?}, so this probe will fail",
+                    c.name
+                ),
+            );
+        }
+        _ => {}
+    }
+}

@@ -1,0 +1,294 @@
+//! End to end: real agents form one Raft cluster, accept writes on any node, spread the store to every node, and refuse writes without a majority.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::time::Duration;
+
+use serde_json::Value;
+use support::{wait_until, Cluster, Node};
+
+fn manifest(dir: &Path, name: &str, image: &str, extra_spec: &str) -> PathBuf {
+    let path = dir.join(format!("{name}-{}.yaml", image.replace([':', '/'], "-")));
+    let yaml = format!(
+        "apiVersion: apps/v1
+kind: DaemonSet
+metadata:
+  name: {name}
+  annotations:
+    kubernetes.io/change-cause: deploy {image}
+spec:
+  selector:
+    matchLabels: {{app: {name}}}
+  template:
+    metadata:
+      labels: {{app: {name}}}
+    spec:
+{extra_spec}      containers:
+      - name: main
+        image: {image}
+        command: [sleep, '3600']
+"
+    );
+    std::fs::write(&path, yaml).unwrap();
+    path
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn roles(node: &Node) -> Result<Vec<(String, String)>, String> {
+    Ok(node
+        .members()?
+        .iter()
+        .map(|m| {
+            (
+                m["name"].as_str().unwrap_or("").to_string(),
+                m["role"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect())
+}
+
+/// Waits until every running node sees one leader and `voters` voters among alive members.
+fn wait_for_cluster(cluster: &Cluster, voters: usize) -> String {
+    let mut leader = String::new();
+    for node in cluster.nodes.iter().filter(|n| n.is_running()) {
+        leader = wait_until(
+            &format!("{} to see 1 leader and {} voters", node.name, voters - 1),
+            Duration::from_secs(40),
+            || {
+                let members = node.members()?;
+                let alive: Vec<&Value> = members.iter().filter(|m| m["state"] == "alive").collect();
+                let leaders: Vec<&str> = alive
+                    .iter()
+                    .filter(|m| m["role"] == "leader")
+                    .map(|m| m["name"].as_str().unwrap())
+                    .collect();
+                let voter_count = alive.iter().filter(|m| m["role"] == "voter").count();
+                if leaders.len() == 1 && voter_count == voters - 1 {
+                    Ok(leaders[0].to_string())
+                } else {
+                    Err(format!("roles: {:?}", roles(node)?))
+                }
+            },
+        );
+    }
+    leader
+}
+
+fn ds_names(node: &Node) -> Result<Vec<String>, String> {
+    let out = node.cli(&["get", "ds", "-o", "json"]);
+    if !out.status.success() {
+        return Err(stderr(&out));
+    }
+    let list: Value = serde_json::from_slice(&out.stdout).map_err(|e| e.to_string())?;
+    let mut names: Vec<String> = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["metadata"]["name"].as_str().unwrap().to_string())
+        .collect();
+    names.sort();
+    Ok(names)
+}
+
+fn wait_for_ds(cluster: &Cluster, want: &[&str]) {
+    for node in cluster.nodes.iter().filter(|n| n.is_running()) {
+        wait_until(
+            &format!("{} to list daemonsets {want:?}", node.name),
+            Duration::from_secs(20),
+            || {
+                let names = ds_names(node)?;
+                if names == want {
+                    Ok(())
+                } else {
+                    Err(format!("has {names:?}"))
+                }
+            },
+        );
+    }
+}
+
+#[test]
+fn a_lone_node_forms_its_own_cluster_and_leads_it() {
+    let root = tempfile::tempdir().unwrap();
+    let mut node = Node::new(
+        root.path(),
+        "solo",
+        vec!["--gossip-interval-ms".into(), "100".into()],
+    );
+    node.start();
+    wait_until("solo to lead", Duration::from_secs(20), || {
+        let r = roles(&node)?;
+        if r == vec![("solo".to_string(), "leader".to_string())] {
+            Ok(())
+        } else {
+            Err(format!("{r:?}"))
+        }
+    });
+    let file = manifest(root.path(), "agent", "agent:1", "");
+    let out = node.cli(&["apply", "-f", file.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out).trim(), "daemonset.apps/agent created");
+}
+
+#[test]
+fn nodes_started_together_form_one_cluster_and_any_node_takes_writes() {
+    let mut cluster = Cluster::start_seeded(5, 3, &[]);
+    let leader = wait_for_cluster(&cluster, 3);
+    let dir = cluster.root.path().to_path_buf();
+
+    // Writes on a node that is not a voter are forwarded to the leader.
+    let plain = cluster
+        .nodes
+        .iter()
+        .find(|n| {
+            roles(n)
+                .unwrap()
+                .iter()
+                .any(|(name, role)| name == &n.name && role.is_empty())
+        })
+        .expect("with 5 nodes and 3 voters, two are plain members");
+    let v1 = manifest(&dir, "agent", "agent:1", "");
+    let out = plain.cli(&["apply", "-f", v1.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out).trim(), "daemonset.apps/agent created");
+    wait_for_ds(&cluster, &["agent"]);
+
+    let out = cluster.nodes[0].cli(&["apply", "-f", v1.to_str().unwrap()]);
+    assert_eq!(
+        stdout(&out).trim(),
+        "daemonset.apps/agent unchanged",
+        "{}",
+        stderr(&out)
+    );
+    let v2 = manifest(&dir, "agent", "agent:2", "");
+    let out = cluster.nodes[1].cli(&["apply", "-f", v2.to_str().unwrap()]);
+    assert_eq!(
+        stdout(&out).trim(),
+        "daemonset.apps/agent configured",
+        "{}",
+        stderr(&out)
+    );
+
+    // Every node learns the new revision.
+    for node in &cluster.nodes {
+        wait_until(
+            &format!("{} to see revision 2", node.name),
+            Duration::from_secs(20),
+            || {
+                let out = node.cli(&["get", "ds", "agent", "-o", "json"]);
+                let ds: Value =
+                    serde_json::from_slice(&out.stdout).map_err(|e| format!("{e}: {}", stderr(&out)))?;
+                let image = ds["spec"]["template"]["spec"]["containers"][0]["image"].clone();
+                if image == "agent:2" {
+                    Ok(())
+                } else {
+                    Err(format!("image {image}"))
+                }
+            },
+        );
+    }
+    let out = cluster.nodes[4].cli(&["describe", "ds", "agent"]);
+    let text = stdout(&out);
+    assert!(
+        text.contains("deploy agent:2") && text.contains("deploy agent:1"),
+        "{text}"
+    );
+    assert!(text.contains("runs here"), "{text}");
+
+    // Invalid input is refused whole: nothing stored.
+    let bad = dir.join("bad.yaml");
+    std::fs::write(
+        &bad,
+        format!("{}---\napiVersion: apps/v1\nkind: DaemonSet\nmetadata: {{name: broken}}\nspec: {{templat: {{}}}}\n", std::fs::read_to_string(manifest(&dir, "other", "other:1", "")).unwrap()),
+    )
+    .unwrap();
+    let out = cluster.nodes[2].cli(&["apply", "-f", bad.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("templat"), "{}", stderr(&out));
+    assert_eq!(ds_names(&cluster.nodes[2]).unwrap(), vec!["agent"]);
+
+    // Node overrides act on placement.
+    let target = cluster.nodes[3].name.clone();
+    let out = cluster.nodes[0].cli(&["taint", "node", &target, "dedicated=db:NoSchedule"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    wait_until("describe to show the taint", Duration::from_secs(20), || {
+        let text = stdout(&cluster.nodes[0].cli(&["describe", "ds", "agent"]));
+        if text.contains("dedicated=db:NoSchedule") {
+            Ok(())
+        } else {
+            Err(text)
+        }
+    });
+    let out = cluster.nodes[0].cli(&["taint", "node", &target, "dedicated:NoSchedule-"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    // The leader dies: a new one is elected and takes writes.
+    let leader_idx = cluster.nodes.iter().position(|n| n.name == leader).unwrap();
+    cluster.nodes[leader_idx].kill();
+    let other = cluster.nodes.iter().find(|n| n.is_running()).unwrap();
+    let v3 = manifest(&dir, "agent", "agent:3", "");
+    wait_until("a write after the leader died", Duration::from_secs(30), || {
+        let out = other.cli(&["apply", "-f", v3.to_str().unwrap()]);
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(stderr(&out))
+        }
+    });
+
+    let out = cluster.nodes[(leader_idx + 1) % 5].cli(&["delete", "ds", "agent"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    wait_for_ds(&cluster, &[]);
+}
+
+#[test]
+fn a_minority_refuses_writes_but_serves_reads_and_a_restart_keeps_the_store() {
+    let mut cluster = Cluster::start(3);
+    wait_for_cluster(&cluster, 3);
+    let dir = cluster.root.path().to_path_buf();
+    let v1 = manifest(&dir, "agent", "agent:1", "");
+    let out = cluster.nodes[0].cli(&["apply", "-f", v1.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    wait_for_ds(&cluster, &["agent"]);
+
+    cluster.nodes[1].kill();
+    cluster.nodes[2].kill();
+    let v2 = manifest(&dir, "agent", "agent:2", "");
+    let out = cluster.nodes[0].cli(&["apply", "-f", v2.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("voters reachable") && err.contains("nothing was changed"),
+        "{err}"
+    );
+    assert_eq!(
+        ds_names(&cluster.nodes[0]).unwrap(),
+        vec!["agent"],
+        "reads still work"
+    );
+
+    // Everyone restarts: the store is intact and writes work again.
+    cluster.nodes[0].kill();
+    for node in &mut cluster.nodes {
+        node.start();
+    }
+    wait_for_cluster(&cluster, 3);
+    wait_for_ds(&cluster, &["agent"]);
+    wait_until("a write after the restart", Duration::from_secs(30), || {
+        let out = cluster.nodes[2].cli(&["apply", "-f", v2.to_str().unwrap()]);
+        if out.status.success() {
+            Ok(stdout(&out))
+        } else {
+            Err(stderr(&out))
+        }
+    });
+}

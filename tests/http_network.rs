@@ -1,0 +1,210 @@
+//! The HTTP Raft network end to end on loopback: three nodes behind axum replicate a write,
+//! a fourth catches up by a snapshot sent over `/raft/snapshot`, and a wrong token is refused.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::post;
+use axum::Json;
+use everynode::control::network::{
+    handle_append, handle_snapshot, handle_vote, HttpNetwork, SnapshotRequest, APPEND_PATH, SNAPSHOT_PATH,
+    VOTE_PATH,
+};
+use everynode::control::store::{Command, Store};
+use everynode::control::types::{
+    AppendEntriesRequest, Entry, EntryPayload, LogId, NodeId, RPCError, Vote, VoteRequest,
+};
+use everynode::control::{open, raft_config, Raft, RaftNode};
+use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+use openraft::CommittedLeaderId;
+use tempfile::TempDir;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+const TOKEN: &str = "s3cret";
+const SETTLE: Duration = Duration::from_secs(5);
+
+fn authorized(headers: &HeaderMap) -> Result<(), StatusCode> {
+    let want = format!("Bearer {TOKEN}");
+    match headers.get("authorization") {
+        Some(v) if v.as_bytes() == want.as_bytes() => Ok(()),
+        _ => Err(StatusCode::UNAUTHORIZED),
+    }
+}
+
+/// The routes the node's API will mount, reduced to what this test needs.
+fn routes(raft: Raft) -> axum::Router {
+    axum::Router::new()
+        .route(
+            APPEND_PATH,
+            post(|State(raft): State<Raft>, headers: HeaderMap, Json(req): Json<AppendEntriesRequest>| async move {
+                authorized(&headers)?;
+                Ok::<_, StatusCode>(Json(handle_append(&raft, req).await))
+            }),
+        )
+        .route(
+            VOTE_PATH,
+            post(|State(raft): State<Raft>, headers: HeaderMap, Json(req): Json<VoteRequest>| async move {
+                authorized(&headers)?;
+                Ok::<_, StatusCode>(Json(handle_vote(&raft, req).await))
+            }),
+        )
+        .route(
+            SNAPSHOT_PATH,
+            post(|State(raft): State<Raft>, headers: HeaderMap, Json(req): Json<SnapshotRequest>| async move {
+                authorized(&headers)?;
+                Ok::<_, StatusCode>(Json(handle_snapshot(&raft, req).await))
+            }),
+        )
+        .with_state(raft)
+}
+
+struct Node {
+    raft: Raft,
+    info: RaftNode,
+    store: watch::Receiver<Arc<Store>>,
+    server: tokio::task::JoinHandle<()>,
+    _dir: TempDir,
+}
+
+async fn start_node(id: NodeId) -> Node {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let info = RaftNode {
+        name: format!("n{id}"),
+        api_addr: format!("http://{}", listener.local_addr().unwrap()),
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let (log, sm) = open(dir.path()).await.unwrap();
+    let store = sm.subscribe();
+    let network = HttpNetwork::new(Some(TOKEN.into())).unwrap();
+    let raft = Raft::new(id, Arc::new(raft_config()), network, log, sm)
+        .await
+        .unwrap();
+    let app = routes(raft.clone());
+    let server = tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    Node {
+        raft,
+        info,
+        store,
+        server,
+        _dir: dir,
+    }
+}
+
+async fn wait_store(node: &Node, what: &str, pred: impl FnMut(&Arc<Store>) -> bool) -> Store {
+    let mut rx = node.store.clone();
+    let store = tokio::time::timeout(SETTLE, rx.wait_for(pred))
+        .await
+        .unwrap_or_else(|_| panic!("timed out waiting for: {what}"))
+        .unwrap();
+    (**store).clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_nodes_replicate_over_http_and_a_newcomer_gets_a_snapshot() {
+    let mut nodes = BTreeMap::new();
+    for id in 1..=3 {
+        nodes.insert(id, start_node(id).await);
+    }
+    let members: BTreeMap<NodeId, RaftNode> = nodes.iter().map(|(id, n)| (*id, n.info.clone())).collect();
+    nodes[&1].raft.initialize(members).await.unwrap();
+    let metrics = nodes[&1]
+        .raft
+        .wait(Some(SETTLE))
+        .metrics(|m| m.current_leader.is_some(), "leader elected")
+        .await
+        .unwrap();
+    let leader = &nodes[&metrics.current_leader.unwrap()].raft;
+
+    let put = Command::LabelNode {
+        node: "a".into(),
+        set: [("image".to_string(), "busybox".to_string())].into(),
+        remove: Default::default(),
+    };
+    let last = leader.client_write(put).await.unwrap().log_id.index;
+    for node in nodes.values() {
+        wait_store(node, "a replicated", |s| s.version >= last).await;
+    }
+
+    leader.trigger().snapshot().await.unwrap();
+    leader
+        .wait(Some(SETTLE))
+        .metrics(|m| m.snapshot.is_some_and(|s| s.index >= last), "snapshot")
+        .await
+        .unwrap();
+    leader.trigger().purge_log(last).await.unwrap();
+    leader
+        .wait(Some(SETTLE))
+        .metrics(|m| m.purged.is_some_and(|p| p.index >= last), "purged")
+        .await
+        .unwrap();
+
+    let newcomer = start_node(4).await;
+    leader.add_learner(4, newcomer.info.clone(), true).await.unwrap();
+    let store = wait_store(&newcomer, "snapshot installed over HTTP", |s| s.version >= last).await;
+    assert_eq!(store.nodes["a"].labels["image"], "busybox");
+
+    for node in nodes.values().chain([&newcomer]) {
+        node.raft.shutdown().await.unwrap();
+        node.server.abort();
+    }
+}
+
+#[tokio::test]
+async fn a_peer_that_refuses_our_token_is_unreachable_not_a_remote_error() {
+    let node = start_node(1).await;
+    let mut peer = HttpNetwork::new(Some("wrong".into()))
+        .unwrap()
+        .new_client(1, &node.info)
+        .await;
+    let err = peer
+        .vote(
+            VoteRequest::new(Vote::new(1, 2), None),
+            RPCOption::new(Duration::from_secs(1)),
+        )
+        .await
+        .unwrap_err();
+    match err {
+        RPCError::Unreachable(e) => assert!(e.to_string().contains("401"), "{e}"),
+        other => panic!("expected Unreachable, got {other:?}"),
+    }
+    node.raft.shutdown().await.unwrap();
+    node.server.abort();
+}
+
+#[tokio::test]
+async fn an_append_over_the_peer_body_limit_asks_openraft_for_smaller_batches() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let info = RaftNode {
+        name: "n9".into(),
+        api_addr: listener.local_addr().unwrap().to_string(),
+    };
+    let app = axum::Router::new().route(APPEND_PATH, post(|| async { StatusCode::PAYLOAD_TOO_LARGE }));
+    let server = tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+
+    let mut peer = HttpNetwork::new(None).unwrap().new_client(9, &info).await;
+    let entries = (1..=4)
+        .map(|i| Entry {
+            log_id: LogId::new(CommittedLeaderId::new(1, 1), i),
+            payload: EntryPayload::Blank,
+        })
+        .collect();
+    let rpc = AppendEntriesRequest {
+        vote: Vote::new_committed(1, 1),
+        prev_log_id: None,
+        leader_commit: None,
+        entries,
+    };
+    let err = peer
+        .append_entries(rpc, RPCOption::new(Duration::from_secs(1)))
+        .await
+        .unwrap_err();
+    match err {
+        RPCError::PayloadTooLarge(e) => assert_eq!(e.entries_hint(), 2),
+        other => panic!("expected PayloadTooLarge, got {other:?}"),
+    }
+    server.abort();
+}
