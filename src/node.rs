@@ -58,7 +58,7 @@ pub async fn run(
         },
         api_listener.local_addr()?.port(),
     );
-    let runtime = runtime::choose(config.runtime).await?;
+    let runtime = runtime::select::choose(config.runtime).await?;
     let raft_id = resolve_raft_id(&config.data_dir)?;
     let replica: Replica<Store> = Replica::open(&config.data_dir.join(STORE_FILE))
         .map_err(|e| InputError::new(format!("cannot load the store copy: {e}")))?;
