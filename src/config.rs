@@ -86,6 +86,9 @@ pub struct AgentFlags {
     /// Members the first seed waits for before forming the cluster [default: 1].
     #[arg(long, env = "EVERYNODE_BOOTSTRAP_EXPECT", value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1000))]
     pub bootstrap_expect: Option<u16>,
+    /// Seconds a voter may be dead before a live node takes its seat [default: 30].
+    #[arg(long, env = "EVERYNODE_DEAD_VOTER_GRACE", value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub dead_voter_grace: Option<u64>,
     /// Gossip round interval in milliseconds [default: 200].
     #[arg(long, env = "EVERYNODE_GOSSIP_INTERVAL_MS", value_name = "MS", value_parser = clap::value_parser!(u64).range(10..=10_000))]
     pub gossip_interval_ms: Option<u64>,
@@ -113,6 +116,7 @@ pub struct FileConfig {
     #[serde(default, deserialize_with = "de_opt_voters")]
     pub voters: Option<usize>,
     pub bootstrap_expect: Option<u16>,
+    pub dead_voter_grace: Option<u64>,
 }
 
 /// Everything a node needs to start, validated.
@@ -133,6 +137,7 @@ pub struct NodeConfig {
     pub gossip_interval: Duration,
     pub voters: usize,
     pub bootstrap_expect: usize,
+    pub dead_voter_grace: Duration,
 }
 
 impl NodeConfig {
@@ -217,6 +222,11 @@ impl NodeConfig {
                 .or(file.bootstrap_expect)
                 .unwrap_or(1)
                 .max(1) as usize,
+            dead_voter_grace: flags
+                .dead_voter_grace
+                .or(file.dead_voter_grace)
+                .map(Duration::from_secs)
+                .unwrap_or(crate::control::controller::DEFAULT_DEAD_VOTER_GRACE),
         })
     }
 }

@@ -137,6 +137,7 @@ pub async fn run(
         settings: ControlSettings {
             voters: config.voters,
             bootstrap_expect: config.bootstrap_expect,
+            dead_voter_grace: config.dead_voter_grace,
             // A few gossip rounds suffice to hear an existing cluster's roles.
             discovery_window: (config.gossip_interval * 10).max(Duration::from_secs(1)),
             ..ControlSettings::default()

@@ -153,7 +153,7 @@ fn nodes_started_together_form_one_cluster_and_any_node_takes_writes() {
             roles(n)
                 .unwrap()
                 .iter()
-                .any(|(name, role)| name == &n.name && role.is_empty())
+                .any(|(name, role)| name == &n.name && role == "non-voter")
         })
         .expect("with 5 nodes and 3 voters, two are plain members");
     let v1 = manifest(&dir, "agent", "agent:1", "");
@@ -252,36 +252,42 @@ fn nodes_started_together_form_one_cluster_and_any_node_takes_writes() {
 
 #[test]
 fn a_minority_refuses_writes_but_serves_reads_and_a_restart_keeps_the_store() {
-    let mut cluster = Cluster::start(3);
-    wait_for_cluster(&cluster, 3);
+    let mut cluster = Cluster::start_seeded(5, 3, &["--voters", "5"]);
+    wait_for_cluster(&cluster, 5);
     let dir = cluster.root.path().to_path_buf();
     let v1 = manifest(&dir, "agent", "agent:1", "");
     let out = cluster.nodes[0].cli(&["apply", "-f", v1.to_str().unwrap()]);
     assert!(out.status.success(), "{}", stderr(&out));
     wait_for_ds(&cluster, &["agent"]);
 
-    cluster.nodes[1].kill();
-    cluster.nodes[2].kill();
+    // 3 of 5 nodes die: the 2 left are a minority; they refuse writes and still answer reads.
+    for i in [0, 2, 4] {
+        cluster.nodes[i].kill();
+    }
     let v2 = manifest(&dir, "agent", "agent:2", "");
-    let out = cluster.nodes[0].cli(&["apply", "-f", v2.to_str().unwrap()]);
-    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
-    let err = stderr(&out);
-    assert!(
-        err.contains("voters reachable") && err.contains("nothing was changed"),
-        "{err}"
-    );
-    assert_eq!(
-        ds_names(&cluster.nodes[0]).unwrap(),
-        vec!["agent"],
-        "reads still work"
-    );
+    for i in [1, 3] {
+        let out = cluster.nodes[i].cli(&["apply", "-f", v2.to_str().unwrap()]);
+        assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+        let err = stderr(&out);
+        assert!(
+            err.contains("2 of 5 voters reachable") && err.contains("nothing was changed"),
+            "{err}"
+        );
+        assert_eq!(
+            ds_names(&cluster.nodes[i]).unwrap(),
+            vec!["agent"],
+            "reads still work"
+        );
+    }
 
     // Everyone restarts: the store is intact and writes work again.
-    cluster.nodes[0].kill();
+    for i in [1, 3] {
+        cluster.nodes[i].kill();
+    }
     for node in &mut cluster.nodes {
         node.start();
     }
-    wait_for_cluster(&cluster, 3);
+    wait_for_cluster(&cluster, 5);
     wait_for_ds(&cluster, &["agent"]);
     wait_until("a write after the restart", Duration::from_secs(30), || {
         let out = cluster.nodes[2].cli(&["apply", "-f", v2.to_str().unwrap()]);
@@ -291,4 +297,74 @@ fn a_minority_refuses_writes_but_serves_reads_and_a_restart_keeps_the_store() {
             Err(stderr(&out))
         }
     });
+}
+
+fn cluster_view(node: &Node) -> Result<Value, String> {
+    let out = node.cli(&["cluster", "-o", "json"]);
+    if !out.status.success() {
+        return Err(stderr(&out));
+    }
+    serde_json::from_slice(&out.stdout).map_err(|e| e.to_string())
+}
+
+#[test]
+fn a_dead_voter_is_replaced_after_the_grace_period_and_a_wiped_node_rejoins() {
+    let mut cluster = Cluster::start_seeded(4, 1, &["--dead-voter-grace", "2"]);
+    let leader = wait_for_cluster(&cluster, 3);
+    let view = cluster_view(&cluster.nodes[0]).unwrap();
+    assert_eq!(view["leader"], leader.as_str());
+    assert_eq!(view["voters"].as_array().unwrap().len(), 3);
+    assert!(view["term"].as_u64().unwrap() >= 1, "{view}");
+
+    let victim = view["voters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_string())
+        .find(|v| *v != leader)
+        .unwrap();
+    let idx = cluster.nodes.iter().position(|n| n.name == victim).unwrap();
+    cluster.nodes[idx].kill();
+    let survivor = cluster.nodes.iter().find(|n| n.is_running()).unwrap();
+    wait_until(
+        &format!("{victim} to be replaced as a voter"),
+        Duration::from_secs(40),
+        || {
+            let view = cluster_view(survivor)?;
+            let voters: Vec<&str> = view["voters"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_str().unwrap())
+                .collect();
+            if voters.len() == 3 && !voters.contains(&victim.as_str()) {
+                Ok(())
+            } else {
+                Err(format!("voters {voters:?}"))
+            }
+        },
+    );
+
+    // The replaced node comes back with a wiped data dir: a new member identity, same name.
+    std::fs::remove_dir_all(&cluster.nodes[idx].data_dir).unwrap();
+    cluster.nodes[idx].start();
+    let node = &cluster.nodes[idx];
+    wait_until(&format!("{victim} to rejoin"), Duration::from_secs(30), || {
+        let members = node.members()?;
+        let alive = members.iter().filter(|m| m["state"] == "alive").count();
+        let me: Vec<&Value> = members.iter().filter(|m| m["name"] == victim.as_str()).collect();
+        let view = cluster_view(node)?;
+        if alive == 4
+            && me.len() == 1
+            && view["leader"].is_string()
+            && view["voters"].as_array().unwrap().len() == 3
+        {
+            Ok(())
+        } else {
+            Err(format!("alive {alive}, entries {}, view {view}", me.len()))
+        }
+    });
+    let file = manifest(cluster.root.path(), "after", "after:1", "");
+    let out = node.cli(&["apply", "-f", file.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
 }

@@ -40,6 +40,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics_text))
         .route("/v1/members", get(members))
+        .route("/v1/cluster", get(control::cluster))
         .route("/v1/apply", post(control::apply))
         .route("/v1/daemonsets", get(control::list_daemonsets))
         .route("/v1/daemonsets/{name}", get(control::get_daemonset))

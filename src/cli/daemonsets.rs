@@ -42,8 +42,8 @@ pub async fn apply(server: &str, source: &str, format: OutputFormat) -> anyhow::
     let results: Vec<ApplyResult> = Client::new(server)?
         .post("/v1/apply", &ApplyRequest { objects })
         .await?;
-    if format == OutputFormat::Json {
-        println!("{}", serde_json::to_string_pretty(&results)?);
+    if matches!(format, OutputFormat::Json | OutputFormat::Yaml) {
+        output::print_structured(&results, format)?;
         return Ok(ExitCode::SUCCESS);
     }
     for r in &results {
@@ -67,17 +67,13 @@ pub async fn get(server: &str, name: Option<&str>, format: OutputFormat) -> anyh
         None => client.get("/v1/daemonsets").await?,
     };
     match format {
-        OutputFormat::Json if name.is_some() => {
-            println!("{}", serde_json::to_string_pretty(&views[0].record.daemonset)?)
+        OutputFormat::Json | OutputFormat::Yaml if name.is_some() => {
+            output::print_structured(&views[0].record.daemonset, format)?
         }
-        OutputFormat::Json => {
+        OutputFormat::Json | OutputFormat::Yaml => {
             let items: Vec<_> = views.iter().map(|v| &v.record.daemonset).collect();
-            println!(
-                "{}",
-                serde_json::to_string_pretty(
-                    &serde_json::json!({"apiVersion": "v1", "kind": "List", "items": items})
-                )?
-            );
+            let list = serde_json::json!({"apiVersion": "v1", "kind": "List", "items": items});
+            output::print_structured(&list, format)?
         }
         OutputFormat::Table | OutputFormat::Wide => {
             if views.is_empty() {

@@ -9,7 +9,7 @@ use crate::membership::Member;
 pub async fn run(server: &str, format: OutputFormat) -> anyhow::Result<ExitCode> {
     let members: Vec<Member> = Client::new(server)?.get("/v1/members").await?;
     match format {
-        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&members)?),
+        OutputFormat::Json | OutputFormat::Yaml => output::print_structured(&members, format)?,
         OutputFormat::Table | OutputFormat::Wide => print!("{}", render_table(&members)),
     }
     Ok(ExitCode::SUCCESS)

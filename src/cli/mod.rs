@@ -2,6 +2,7 @@
 
 pub mod agent;
 pub mod client;
+pub mod cluster;
 pub mod daemonsets;
 pub mod members;
 pub mod nodes;
@@ -39,6 +40,8 @@ pub enum Command {
     Agent(Box<AgentFlags>),
     /// List the cluster's members (same as `get nodes`).
     Members(OutputArgs),
+    /// Show the control plane: leader, term, voters, commit index.
+    Cluster(OutputArgs),
     /// List objects.
     Get {
         #[command(subcommand)]
@@ -143,6 +146,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Get {
             what: GetCommand::DaemonSets { name, out },
         } => block_on(daemonsets::get(&server, name.as_deref(), out.output)),
+        Command::Cluster(out) => block_on(cluster::run(&server, out.output)),
         Command::Apply { file, out } => block_on(daemonsets::apply(&server, &file, out.output)),
         Command::Describe {
             what: DescribeCommand::DaemonSet { name },

@@ -15,6 +15,8 @@ pub enum OutputFormat {
     Wide,
     /// JSON for scripts.
     Json,
+    /// YAML, as kubectl prints objects.
+    Yaml,
 }
 
 /// Renders rows under a header with columns padded to their widest cell.
@@ -98,4 +100,14 @@ mod tests {
             "NAME          STATE\na-long-name   alive\nb             dead\n"
         );
     }
+}
+
+/// Prints a value for scripts: JSON, or YAML as kubectl does for `-o yaml`.
+pub fn print_structured<T: serde::Serialize>(value: &T, format: OutputFormat) -> anyhow::Result<()> {
+    if format == OutputFormat::Yaml {
+        print!("{}", serde_saphyr::to_string(value)?);
+    } else {
+        println!("{}", serde_json::to_string_pretty(value)?);
+    }
+    Ok(())
 }

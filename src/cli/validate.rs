@@ -16,7 +16,7 @@ pub fn run(source: &str, output: OutputFormat, out: &mut dyn Write) -> anyhow::R
     let valid = manifests.iter().all(Manifest::is_valid);
     match output {
         OutputFormat::Table | OutputFormat::Wide => print_text(&manifests, out)?,
-        OutputFormat::Json => {
+        OutputFormat::Json | OutputFormat::Yaml => {
             let report = Report::new(&manifests, valid);
             serde_json::to_writer_pretty(&mut *out, &report).context("cannot write the report")?;
             writeln!(out)?;

@@ -29,12 +29,15 @@ pub struct ControlSettings {
     pub tick: Duration,
 }
 
+/// Default for `--dead-voter-grace`: long enough to ride out a reboot, short enough to heal.
+pub const DEFAULT_DEAD_VOTER_GRACE: Duration = Duration::from_secs(30);
+
 impl Default for ControlSettings {
     fn default() -> Self {
         ControlSettings {
             voters: 3,
             bootstrap_expect: 1,
-            dead_voter_grace: Duration::from_secs(30),
+            dead_voter_grace: DEFAULT_DEAD_VOTER_GRACE,
             discovery_window: Duration::from_secs(2),
             tick: Duration::from_millis(500),
         }
@@ -54,6 +57,18 @@ pub struct Controller {
     pub settings: ControlSettings,
 }
 
+/// Roles a node publishes. Learners are catching up to become voters; non-voters run
+/// workloads and follow the store without taking part in Raft.
+pub const LEADER: &str = "leader";
+pub const VOTER: &str = "voter";
+pub const LEARNER: &str = "learner";
+pub const NON_VOTER: &str = "non-voter";
+
+/// Whether a published role means "this node belongs to a formed cluster".
+pub fn in_raft(role: &str) -> bool {
+    matches!(role, LEADER | VOTER | LEARNER)
+}
+
 /// The role a node publishes, from its Raft metrics.
 pub fn role_of(
     raft_id: u64,
@@ -62,13 +77,13 @@ pub fn role_of(
     learners: &BTreeSet<u64>,
 ) -> &'static str {
     if state == ServerState::Leader {
-        "leader"
+        LEADER
     } else if voters.contains(&raft_id) {
-        "voter"
+        VOTER
     } else if learners.contains(&raft_id) {
-        "learner"
+        LEARNER
     } else {
-        ""
+        NON_VOTER
     }
 }
 
@@ -105,10 +120,7 @@ impl Controller {
             let role = role_of(self.raft_id, metrics.state, &voter_ids, &learner_ids);
             if published_role != Some(role) {
                 self.membership.set_local(keys::ROLE, role).await;
-                info!(
-                    role = if role.is_empty() { "none" } else { role },
-                    "control-plane role"
-                );
+                info!(role, "control-plane role");
                 published_role = Some(role);
             }
 
@@ -118,7 +130,7 @@ impl Controller {
                 let alive: Vec<(String, bool)> = members
                     .iter()
                     .filter(|m| m.state != MemberState::Dead)
-                    .map(|m| (m.name.clone(), !m.role.is_empty()))
+                    .map(|m| (m.name.clone(), in_raft(&m.role)))
                     .collect();
                 let Some(seeds) = &self.seeds else { continue };
                 let decision = bootstrap::decide(&BootstrapView {

@@ -109,7 +109,10 @@ impl Writer {
             }
         }
         for m in self.membership.members().await {
-            if m.role == "leader" && m.state == MemberState::Alive && !addrs.contains(&m.api_addr) {
+            if m.role == super::controller::LEADER
+                && m.state == MemberState::Alive
+                && !addrs.contains(&m.api_addr)
+            {
                 addrs.push(m.api_addr);
             }
         }
@@ -157,7 +160,7 @@ impl Writer {
             if raft_voters.is_empty() {
                 members
                     .iter()
-                    .filter(|m| m.role == "leader" || m.role == "voter")
+                    .filter(|m| m.role == super::controller::LEADER || m.role == super::controller::VOTER)
                     .map(|m| m.name.clone())
                     .collect()
             } else {
