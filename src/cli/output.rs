@@ -67,6 +67,16 @@ pub fn human_duration(secs: u64) -> String {
     }
 }
 
+/// Prints a value for scripts: JSON, or YAML as kubectl does for `-o yaml`.
+pub fn print_structured<T: serde::Serialize>(value: &T, format: OutputFormat) -> anyhow::Result<()> {
+    if format == OutputFormat::Yaml {
+        print!("{}", serde_saphyr::to_string(value)?);
+    } else {
+        println!("{}", serde_json::to_string_pretty(value)?);
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -100,14 +110,4 @@ mod tests {
             "NAME          STATE\na-long-name   alive\nb             dead\n"
         );
     }
-}
-
-/// Prints a value for scripts: JSON, or YAML as kubectl does for `-o yaml`.
-pub fn print_structured<T: serde::Serialize>(value: &T, format: OutputFormat) -> anyhow::Result<()> {
-    if format == OutputFormat::Yaml {
-        print!("{}", serde_saphyr::to_string(value)?);
-    } else {
-        println!("{}", serde_json::to_string_pretty(value)?);
-    }
-    Ok(())
 }
