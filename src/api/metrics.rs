@@ -5,7 +5,8 @@
 
 use std::fmt::Write;
 
-use crate::membership::{Member, MemberState, Membership};
+use super::ApiState;
+use crate::membership::{Member, MemberState};
 
 /// Accumulates metric families in the text format (version 0.0.4).
 #[derive(Default)]
@@ -34,7 +35,8 @@ impl Exposition {
 }
 
 /// Renders every metric of this node.
-pub async fn render(membership: &Membership) -> String {
+pub async fn render(state: &ApiState) -> String {
+    let membership = &state.membership;
     let members: Vec<Member> = membership.members().await;
     let alive = members.iter().filter(|m| m.state == MemberState::Alive).count() as u64;
     let dead = members.len() as u64 - alive;
@@ -78,6 +80,38 @@ pub async fn render(membership: &Membership) -> String {
         &[("direction", "received")],
         bytes_received,
     );
+    let raft = state.control.raft.metrics().borrow().clone();
+    out.family("everynode_raft_term", "gauge", "Raft term this node knows.");
+    out.sample("everynode_raft_term", &[], raft.current_term);
+    out.family(
+        "everynode_raft_leader",
+        "gauge",
+        "1 when this node is the Raft leader.",
+    );
+    out.sample(
+        "everynode_raft_leader",
+        &[],
+        u64::from(raft.state == openraft::ServerState::Leader),
+    );
+    out.family(
+        "everynode_raft_applied_index",
+        "gauge",
+        "Highest Raft log index applied on this node.",
+    );
+    out.sample(
+        "everynode_raft_applied_index",
+        &[],
+        raft.last_applied.map(|l| l.index).unwrap_or(0),
+    );
+    let store = state.control.replica.current();
+    out.family(
+        "everynode_store_version",
+        "gauge",
+        "Version of the store copy this node serves.",
+    );
+    out.sample("everynode_store_version", &[], store.version);
+    out.family("everynode_daemonsets", "gauge", "DaemonSets in the store copy.");
+    out.sample("everynode_daemonsets", &[], store.daemonsets.len() as u64);
     out.family(
         "everynode_build_info",
         "gauge",

@@ -70,6 +70,6 @@ async fn members(State(state): State<ApiState>) -> Json<Vec<Member>> {
 async fn metrics_text(State(state): State<ApiState>) -> impl IntoResponse {
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
-        metrics::render(&state.membership).await,
+        metrics::render(&state).await,
     )
 }
