@@ -39,16 +39,21 @@ for i in $(seq 0 $((N - 1))); do
 done
 
 export EVERYNODE_SERVER="http://127.0.0.1:$API_BASE"
-printf 'waiting for %s members' "$N"
-for _ in $(seq 1 100); do
+printf 'waiting for %s members and a leader' "$N"
+for _ in $(seq 1 150); do
   alive=$("$BIN" members -o json 2>/dev/null | grep -c '"state": "alive"' || true)
-  if [[ "$alive" == "$N" ]]; then break; fi
+  leader=$("$BIN" members -o json 2>/dev/null | grep -c '"role": "leader"' || true)
+  if [[ "$alive" == "$N" && "$leader" == 1 ]]; then break; fi
   printf '.'; sleep 0.2
 done
 echo
 "$BIN" members
+echo
+"$BIN" cluster
 cat <<EOT
 
-Talk to it:   export EVERYNODE_SERVER=$EVERYNODE_SERVER; $BIN members
+Talk to it:   export EVERYNODE_SERVER=$EVERYNODE_SERVER
+              $BIN apply -f examples/hello.yaml
+              $BIN get ds; $BIN describe ds hello
 Stop it:      $0 stop
 EOT

@@ -25,7 +25,8 @@ pub fn run(flags: AgentFlags) -> anyhow::Result<ExitCode> {
 fn init_logging(format: LogFormat) {
     let filter = EnvFilter::try_from_env("EVERYNODE_LOG")
         .or_else(|_| EnvFilter::try_from_default_env())
-        .unwrap_or_else(|_| EnvFilter::new("info"));
+        // openraft logs every election step at info; its warnings are what operators need.
+        .unwrap_or_else(|_| EnvFilter::new("info,openraft=warn"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
