@@ -426,3 +426,28 @@ async fn children_outlive_the_agent_process_that_started_them() {
     ));
     rt.remove(&i.id).await.unwrap();
 }
+
+#[tokio::test]
+async fn instances_do_not_inherit_the_agents_open_descriptors() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = ProcessRuntime::new(dir.path()).unwrap();
+    // A descriptor without close-on-exec, like a lock file a supervisor passed down to the agent.
+    let held = std::fs::File::create(dir.path().join("held.lock")).unwrap();
+    let fd = std::os::fd::AsRawFd::as_raw_fd(&held);
+    // SAFETY: clearing FD_CLOEXEC on a descriptor we own.
+    unsafe { libc::fcntl(fd, libc::F_SETFD, 0) };
+    let i = rt
+        .create_and_start(&spec(
+            "n1",
+            "for f in /proc/$$/fd/*; do readlink $f; done; echo listed",
+        ))
+        .await
+        .unwrap();
+    let _guard = KillOnDrop(vec![i.pid.unwrap()]);
+    assert!(eventually(Duration::from_secs(5), || log_of(&rt, &i.id).contains("listed")).await);
+    let open = log_of(&rt, &i.id);
+    assert!(
+        !open.contains("held.lock"),
+        "fd {fd} leaked into the instance:\n{open}"
+    );
+}

@@ -425,6 +425,15 @@ fn child_command(
             if libc::setsid() == -1 {
                 return Err(io::Error::last_os_error());
             }
+            // Descriptors the agent inherited without close-on-exec (a lock a supervisor
+            // holds, a socket) must not leak into workloads that outlive the agent, where they
+            // would keep that lock or socket alive. Marking them close-on-exec rather than
+            // closing them keeps std's exec-error pipe working.
+            if libc::close_range(3, libc::c_uint::MAX, libc::CLOSE_RANGE_CLOEXEC as libc::c_int) == -1 {
+                for fd in 3..1024 {
+                    libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC);
+                }
+            }
             Ok(())
         });
     }
