@@ -232,6 +232,25 @@ pub fn render_description(v: &DaemonSetView) -> String {
         })
         .collect();
     out.push_str(&output::table(&["  NODE", "STATE", "PLACEMENT"], &rows));
+    let _ = writeln!(out, "Events:");
+    if v.record.events.is_empty() {
+        let _ = writeln!(out, "  <none>");
+    } else {
+        let rows: Vec<Vec<String>> = v
+            .record
+            .events
+            .iter()
+            .rev()
+            .map(|e| {
+                vec![
+                    format!("  {}", e.reason),
+                    output::age(Some(e.at)),
+                    e.message.clone(),
+                ]
+            })
+            .collect();
+        out.push_str(&output::table(&["  REASON", "AGE", "MESSAGE"], &rows));
+    }
     out
 }
 

@@ -39,6 +39,46 @@ pub struct DaemonSetRecord {
     pub updated_at: u64,
     /// Template history, oldest first; the last one is current.
     pub revisions: Vec<Revision>,
+    /// What happened to the DaemonSet lately, newest last, at most [`MAX_EVENTS`].
+    #[serde(default)]
+    pub events: Vec<Event>,
+}
+
+/// Events kept per DaemonSet; older ones are dropped, as Kubernetes expires them.
+pub const MAX_EVENTS: usize = 20;
+
+/// One thing that happened to a DaemonSet, shown by `describe`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Event {
+    /// Unix seconds, from the leader's clock when the change was proposed.
+    pub at: u64,
+    /// A CamelCase word, as Kubernetes events have.
+    pub reason: String,
+    pub message: String,
+}
+
+impl DaemonSetRecord {
+    fn record_event(&mut self, at: u64, reason: &str, message: String) {
+        self.events.push(Event {
+            at,
+            reason: reason.to_string(),
+            message,
+        });
+        let excess = self.events.len().saturating_sub(MAX_EVENTS);
+        self.events.drain(..excess);
+    }
+}
+
+fn images(ds: &DaemonSet) -> String {
+    let images: Vec<&str> = ds
+        .spec
+        .template
+        .spec
+        .containers
+        .iter()
+        .map(|c| c.image.as_str())
+        .collect();
+    images.join(",")
 }
 
 impl DaemonSetRecord {
@@ -248,6 +288,11 @@ impl Store {
                         created_at: at,
                         template: ds.spec.template.clone(),
                     }],
+                    events: vec![Event {
+                        at,
+                        reason: "Created".into(),
+                        message: format!("created with revision 1 ({})", images(ds)),
+                    }],
                 },
             );
             return Applied {
@@ -281,8 +326,20 @@ impl Store {
             let keep_old = ds.spec.revision_history_limit.max(0) as usize;
             let excess = record.revisions.len().saturating_sub(keep_old + 1);
             record.revisions.drain(..excess);
-        } else if let Some(cause) = cause {
-            record.revisions.last_mut().expect("has a revision").change_cause = Some(cause);
+            record.record_event(
+                at,
+                "TemplateChanged",
+                format!("new revision {next} ({})", images(ds)),
+            );
+        } else {
+            if let Some(cause) = cause {
+                record.revisions.last_mut().expect("has a revision").change_cause = Some(cause);
+            }
+            record.record_event(
+                at,
+                "Configured",
+                format!("generation {} without a template change", record.generation),
+            );
         }
         Applied {
             name,
@@ -352,6 +409,20 @@ mod tests {
         apply(&mut s, &limited);
         let numbers: Vec<u64> = s.daemonsets["agent"].revisions.iter().map(|r| r.number).collect();
         assert_eq!(numbers, vec![3, 4]);
+    }
+
+    #[test]
+    fn events_tell_what_happened_and_are_bounded() {
+        let mut s = Store::default();
+        apply(&mut s, &ds("agent", "agent:1"));
+        apply(&mut s, &ds("agent", "agent:2"));
+        let reasons: Vec<&str> = s.daemonsets["agent"].events.iter().map(|e| e.reason.as_str()).collect();
+        assert_eq!(reasons, vec!["Created", "TemplateChanged"]);
+        assert!(s.daemonsets["agent"].events[1].message.contains("agent:2"));
+        for i in 0..30 {
+            apply(&mut s, &ds("agent", &format!("agent:{}", i + 3)));
+        }
+        assert_eq!(s.daemonsets["agent"].events.len(), MAX_EVENTS);
     }
 
     #[test]
