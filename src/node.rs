@@ -39,6 +39,16 @@ pub async fn run(
     config: NodeConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    run_observed(config, shutdown, |_| {}).await
+}
+
+/// [`run`], handing the node's Raft handle to `observe` once Raft has started, so that
+/// in-process tests can read each node's Raft metrics (leader, term, voters).
+pub async fn run_observed(
+    config: NodeConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    observe: impl FnOnce(Raft) + Send,
+) -> anyhow::Result<()> {
     let _lock = claim_data_dir(&config.data_dir)?;
     let node_id = resolve_node_id(&config.data_dir, config.node_id.as_deref())?;
 
@@ -125,6 +135,7 @@ pub async fn run(
     )
     .await
     .context("starting Raft")?;
+    observe(raft.clone());
     let writer = Writer::new(raft.clone(), raft_id, membership.clone());
     let controller = Controller {
         raft: raft.clone(),
