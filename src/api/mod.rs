@@ -44,6 +44,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/daemonsets", get(control::list_daemonsets))
         .route("/v1/daemonsets/{name}", get(control::get_daemonset))
         .route("/v1/daemonsets/{name}", delete(control::delete_daemonset))
+        .route("/v1/pods", get(control::list_pods))
         .route("/v1/nodes/{name}/labels", post(control::label_node))
         .route("/v1/nodes/{name}/taints", post(control::taint_node))
         .route("/raft/append", post(control::raft_append))

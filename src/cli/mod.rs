@@ -6,6 +6,7 @@ pub mod daemonsets;
 pub mod members;
 pub mod nodes;
 pub mod output;
+pub mod pods;
 pub mod validate;
 
 use std::process::ExitCode;
@@ -97,6 +98,18 @@ pub enum GetCommand {
         #[command(flatten)]
         out: OutputArgs,
     },
+    /// List DaemonSet instances: one row per DaemonSet and node.
+    #[command(alias = "pod", alias = "po")]
+    Pods {
+        /// Only instances on this node.
+        #[arg(long, value_name = "NODE")]
+        node: Option<String>,
+        /// Only DaemonSets whose template labels match (KEY=VALUE[,KEY=VALUE...]).
+        #[arg(short = 'l', long = "selector", value_name = "SELECTOR")]
+        selector: Option<String>,
+        #[command(flatten)]
+        out: OutputArgs,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -143,6 +156,14 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Get {
             what: GetCommand::DaemonSets { name, out },
         } => block_on(daemonsets::get(&server, name.as_deref(), out.output)),
+        Command::Get {
+            what: GetCommand::Pods { node, selector, out },
+        } => block_on(pods::get(
+            &server,
+            node.as_deref(),
+            selector.as_deref(),
+            out.output,
+        )),
         Command::Apply { file, out } => block_on(daemonsets::apply(&server, &file, out.output)),
         Command::Describe {
             what: DescribeCommand::DaemonSet { name },
