@@ -169,9 +169,10 @@ pub async fn run(
         taints: config.taints.clone(),
     };
     // Needs the actix System that `cli::agent` runs this future in.
-    let _agent = NodeAgent::new(agent_ctx, own, replica.subscribe()).start();
+    let _agent = NodeAgent::new(agent_ctx.clone(), own, replica.subscribe()).start();
 
     let app = api::router(api::ApiState {
+        agent: Some(agent_ctx),
         membership: membership.clone(),
         control: Arc::new(api::ControlHandle {
             raft: raft.clone(),

@@ -73,7 +73,7 @@ spec:
       containers:
       - name: main
         image: busybox:1
-        command: [sh, -c, 'echo $NODE_NAME > {out}/$NODE_NAME.txt; exec sleep 3600']
+        command: [sh, -c, 'echo hello from $NODE_NAME; echo $NODE_NAME > {out}/$NODE_NAME.txt; exec sleep 3600']
         env:
         - name: NODE_NAME
           valueFrom:
@@ -141,6 +141,10 @@ fn process_runtime_converges_recreates_adopts_and_removes() {
     for node in &cluster.nodes {
         assert_eq!(instances(node).len(), 1, "{}: exactly one instance", node.name);
     }
+    // Logs of node-2's instance, read through node-0's API.
+    let out = cluster.nodes[0].cli(&["logs", "echo", "--node", "node-2", "--tail", "5"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "hello from node-2");
     let ds_table = String::from_utf8_lossy(&cluster.nodes[2].cli(&["get", "ds"]).stdout).into_owned();
     let row: Vec<&str> = ds_table.lines().nth(1).unwrap_or("").split_whitespace().collect();
     assert_eq!(&row[..6], ["echo", "3", "3", "3", "3", "3"], "{ds_table}");

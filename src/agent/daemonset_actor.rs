@@ -254,7 +254,10 @@ impl Pass {
                         if let Verdict::Restart(why) = probes.record(container, kind, result, Instant::now())
                         {
                             info!(daemonset = %self.daemonset, id = %kept.id, reason = %why, "restarting the container");
-                            self.last_error = Some(why);
+                            self.last_error = Some(why.clone());
+                            if let Some(slot) = self.slots.get_mut(&c.container) {
+                                slot.killed = Some((kept.id.clone(), why));
+                            }
                             if let Err(e) = runtime.stop(&kept.id, spec.termination_grace).await {
                                 warn!(daemonset = %self.daemonset, id = %kept.id, error = %e, "cannot stop the container");
                             }
@@ -331,7 +334,11 @@ impl Pass {
         let policy = self.ctx.settings.backoff;
         match action {
             Action::Remove { id, grace, reason } => {
-                if reason == RemoveReason::Crashed {
+                let killed_by_probe = self
+                    .slots
+                    .values()
+                    .any(|s| s.killed.as_ref().is_some_and(|(k, _)| *k == id));
+                if reason == RemoveReason::Crashed && !killed_by_probe {
                     if let Some(i) = actual.iter().find(|i| i.id == id) {
                         let how = match i.state {
                             InstanceState::Exited { code: Some(code) } => format!("exited with code {code}"),

@@ -91,3 +91,6 @@ pub struct AgentContext {
     pub runtime: Arc<dyn ContainerRuntime>,
     pub sink: Arc<dyn StatusSink>,
 }
+
+#[cfg(test)]
+mod tests;

@@ -55,6 +55,8 @@ pub struct Slot {
     pub waiting: Option<(String, String)>,
     /// The instance last kept, so one that vanishes counts as a restart when recreated.
     pub last_id: Option<String>,
+    /// An instance this agent stopped for a failed probe, and why: its exit is reported as that.
+    pub killed: Option<(String, String)>,
 }
 
 impl Slot {

@@ -336,6 +336,65 @@ pub async fn list_pods(State(s): State<ApiState>) -> Json<Vec<PodView>> {
     Json(pods(&members, &store))
 }
 
+/// `?tail=N` of the logs endpoint.
+#[derive(Debug, Default, Deserialize)]
+pub struct LogsQuery {
+    pub tail: Option<usize>,
+}
+
+/// The output of one DaemonSet's instance on the node that serves the request.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LogsView {
+    pub daemonset: String,
+    pub node: String,
+    pub instance: String,
+    pub logs: String,
+}
+
+/// `GET /v1/local/logs/{daemonset}`: this node's instance of the DaemonSet (the running one,
+/// else the most recent), read from the runtime.
+pub async fn local_logs(
+    State(s): State<ApiState>,
+    Path(daemonset): Path<String>,
+    axum::extract::Query(q): axum::extract::Query<LogsQuery>,
+) -> Result<Json<LogsView>, ApiError> {
+    let agent = s.agent.as_ref().ok_or_else(|| {
+        ApiError(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no agent runs on this node".into(),
+        )
+    })?;
+    let node = agent.settings.node.clone();
+    let unavailable =
+        |e: crate::runtime::RuntimeError| ApiError(StatusCode::BAD_GATEWAY, format!("node {node}: {e}"));
+    let instances = agent
+        .runtime
+        .list(&agent.settings.cluster, &node)
+        .await
+        .map_err(unavailable)?;
+    let instance = instances
+        .into_iter()
+        .filter(|i| i.daemonset == daemonset)
+        .max_by_key(|i| (i.state.is_running(), i.started_at))
+        .ok_or_else(|| {
+            ApiError(
+                StatusCode::NOT_FOUND,
+                format!("daemonset {daemonset} has no instance on node {node}; `everynode get pods` shows where it runs"),
+            )
+        })?;
+    let logs = agent
+        .runtime
+        .logs(&instance.id, q.tail)
+        .await
+        .map_err(unavailable)?;
+    Ok(Json(LogsView {
+        daemonset,
+        node,
+        instance: instance.id,
+        logs,
+    }))
+}
+
 // ---- node overrides ----
 
 #[derive(Debug, Default, Serialize, Deserialize)]

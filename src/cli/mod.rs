@@ -3,6 +3,7 @@
 pub mod agent;
 pub mod client;
 pub mod daemonsets;
+pub mod logs;
 pub mod members;
 pub mod nodes;
 pub mod output;
@@ -75,6 +76,16 @@ pub enum Command {
     Taint {
         #[command(subcommand)]
         what: NodeChange,
+    },
+    /// Print the output of a DaemonSet's instance on one node.
+    Logs {
+        daemonset: String,
+        /// The node whose instance to read.
+        #[arg(long, value_name = "NODE")]
+        node: String,
+        /// Only the last N lines.
+        #[arg(long, value_name = "N")]
+        tail: Option<usize>,
     },
     /// Check manifests offline: names, revision hashes, warnings and errors (exit 1 when invalid).
     Validate {
@@ -164,6 +175,11 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             selector.as_deref(),
             out.output,
         )),
+        Command::Logs {
+            daemonset,
+            node,
+            tail,
+        } => block_on(logs::run(&server, &daemonset, &node, tail)),
         Command::Apply { file, out } => block_on(daemonsets::apply(&server, &file, out.output)),
         Command::Describe {
             what: DescribeCommand::DaemonSet { name },

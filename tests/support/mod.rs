@@ -104,13 +104,15 @@ impl Node {
             .arg(self.gossip.to_string())
             .arg("--api-addr")
             .arg(self.api.to_string())
-            .arg("--runtime")
-            .arg("process")
             .args(&self.extra_args)
             .envs(self.envs.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log);
+        // The process runtime unless the test chose one.
+        if !self.extra_args.iter().any(|a| a == "--runtime") {
+            cmd.arg("--runtime").arg("process");
+        }
         if with_id {
             cmd.arg("--node-id").arg(&self.name);
         }

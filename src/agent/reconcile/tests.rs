@@ -60,6 +60,7 @@ fn reconcile_table() {
         restarts: failures,
         waiting: waiting.map(|w| (w.to_string(), "boom".to_string())),
         last_id: last.map(str::to_string),
+        killed: None,
     };
     struct Case {
         name: &'static str,
