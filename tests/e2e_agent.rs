@@ -184,6 +184,20 @@ fn process_runtime_converges_recreates_adopts_and_removes() {
     assert_eq!(before, after, "the restarted agent kept its instance");
     assert!(after.values().all(|pid| alive(*pid)));
 
+    // Drain stops node-0's instance and keeps it off; uncordon brings it back.
+    let out = cluster.nodes[1].cli(&["drain", "node-0"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        instances(&cluster.nodes[0]).is_empty(),
+        "drain waits until the instance is gone"
+    );
+    let ds_table = String::from_utf8_lossy(&cluster.nodes[2].cli(&["get", "ds"]).stdout).into_owned();
+    let row: Vec<&str> = ds_table.lines().nth(1).unwrap_or("").split_whitespace().collect();
+    assert_eq!(row[1], "2", "a drained node is not desired: {ds_table}");
+    let out = cluster.nodes[1].cli(&["uncordon", "node-0"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    wait_running(&cluster.nodes[0], "echo", &names);
+
     // Delete removes every instance.
     let out = cluster.nodes[2].cli(&["delete", "ds", "echo"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));

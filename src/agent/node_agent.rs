@@ -95,7 +95,8 @@ impl NodeAgent {
         for (name, record) in &store.daemonsets {
             let ds = &record.daemonset;
             let running = self.actors.contains_key(name) && !self.retiring.contains(name);
-            let want = if runs_here(ds, &node, running, &self.taint_seen, now) {
+            let drained = store.is_drained(&settings.node);
+            let want = if !drained && runs_here(ds, &node, running, &self.taint_seen, now) {
                 let rev = granted_revision(&store, record, &settings.node);
                 match desired(
                     &settings.cluster,

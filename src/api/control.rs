@@ -185,7 +185,11 @@ fn view(record: &DaemonSetRecord, members: &[Member], store: &Store, with_placem
     let mut desired = 0;
     let mut reports = Vec::new();
     for m in members {
-        let p = crate::scheduling::placement::should_run(ds, &nodes::effective(m, store));
+        let mut p = crate::scheduling::placement::should_run(ds, &nodes::effective(m, store));
+        if store.is_drained(&m.name) {
+            p.should_run = false;
+            p.reasons.clear();
+        }
         if p.should_run && m.state == MemberState::Alive {
             desired += 1;
         }
@@ -201,7 +205,11 @@ fn view(record: &DaemonSetRecord, members: &[Member], store: &Store, with_placem
                 node: m.name.clone(),
                 node_state: m.state,
                 should_run: p.should_run,
-                reason: p.summary(),
+                reason: if store.is_drained(&m.name) {
+                    "does not run here: the node is drained (`everynode uncordon` ends it)".into()
+                } else {
+                    p.summary()
+                },
             });
         }
     }
@@ -462,6 +470,31 @@ pub async fn taint_node(
                 node,
                 add: req.add,
                 remove: req.remove,
+            },
+            false,
+        )
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `POST /v1/nodes/{name}/drain`: `{"drained": true}` drains, `false` uncordons.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct DrainRequest {
+    pub drained: bool,
+}
+
+pub async fn drain_node(
+    State(s): State<ApiState>,
+    Path(node): Path<String>,
+    Json(req): Json<DrainRequest>,
+) -> Result<StatusCode, ApiError> {
+    known_node(&s, &node).await?;
+    s.control
+        .writer
+        .write(
+            Command::DrainNode {
+                node,
+                drained: req.drained,
             },
             false,
         )

@@ -50,6 +50,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/local/logs/{daemonset}", get(control::local_logs))
         .route("/v1/nodes/{name}/labels", post(control::label_node))
         .route("/v1/nodes/{name}/taints", post(control::taint_node))
+        .route("/v1/nodes/{name}/drain", post(control::drain_node))
         .route("/raft/append", post(control::raft_append))
         .route("/raft/vote", post(control::raft_vote))
         .route("/raft/snapshot", post(control::raft_snapshot))

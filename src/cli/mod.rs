@@ -77,6 +77,10 @@ pub enum Command {
         #[command(subcommand)]
         what: NodeChange,
     },
+    /// Stop every DaemonSet instance on a node (grace periods honoured) and keep it free until `uncordon`.
+    Drain { node: String },
+    /// Let DaemonSets run on a drained node again.
+    Uncordon { node: String },
     /// Print the output of a DaemonSet's instance on one node.
     Logs {
         daemonset: String,
@@ -175,6 +179,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             selector.as_deref(),
             out.output,
         )),
+        Command::Drain { node } => block_on(nodes::drain(&server, &node, true)),
+        Command::Uncordon { node } => block_on(nodes::drain(&server, &node, false)),
         Command::Logs {
             daemonset,
             node,
