@@ -243,3 +243,88 @@ impl Handler<Retired> for NodeAgent {
         self.converge(ctx);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn ds(tolerations: &str) -> crate::spec::DaemonSet {
+        let yaml = format!(
+            "apiVersion: apps/v1
+kind: DaemonSet
+metadata: {{name: x}}
+spec:
+  selector: {{matchLabels: {{app: x}}}}
+  template:
+    metadata: {{labels: {{app: x}}}}
+    spec:
+      tolerations: {tolerations}
+      containers: [{{name: main, image: 'x:1'}}]
+"
+        );
+        crate::spec::parse(yaml.as_bytes(), "t.yaml")
+            .remove(0)
+            .into_valid()
+            .expect("valid")
+            .daemonset
+    }
+
+    #[test]
+    fn taints_keep_evict_or_delay_as_kubernetes_does() {
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000);
+        let later = |s| t0 + Duration::from_secs(s);
+        let no_schedule: Taint = "gpu=yes:NoSchedule".parse().unwrap();
+        let no_execute: Taint = "maint=now:NoExecute".parse().unwrap();
+        let node = |t: &Taint| NodeInfo::local("n1").with_taint(t.clone());
+        let seen = BTreeMap::from([(no_execute.clone(), t0)]);
+        let tolerate_30s = "[{key: maint, operator: Exists, effect: NoExecute, tolerationSeconds: 30}]";
+        let cases = [
+            ("no taint: runs", ds("[]"), NodeInfo::local("n1"), false, t0, true),
+            (
+                "new NoSchedule: no new instance",
+                ds("[]"),
+                node(&no_schedule),
+                false,
+                t0,
+                false,
+            ),
+            (
+                "NoSchedule on a running one: kept",
+                ds("[]"),
+                node(&no_schedule),
+                true,
+                t0,
+                true,
+            ),
+            (
+                "untolerated NoExecute: evicted",
+                ds("[]"),
+                node(&no_execute),
+                true,
+                t0,
+                false,
+            ),
+            (
+                "tolerated for 30s: still runs at 29s",
+                ds(tolerate_30s),
+                node(&no_execute),
+                true,
+                later(29),
+                true,
+            ),
+            (
+                "tolerated for 30s: evicted at 30s",
+                ds(tolerate_30s),
+                node(&no_execute),
+                true,
+                later(30),
+                false,
+            ),
+        ];
+        for (name, ds, node, running, now, want) in cases {
+            assert_eq!(runs_here(&ds, &node, running, &seen, now), want, "{name}");
+        }
+    }
+}
