@@ -4,6 +4,7 @@
 //! running instance of every DaemonSet that selects it.
 //!
 //! # Layout
+//! - [`agent`]: the node agent: one actor per DaemonSet keeps its instances converged and reports status.
 //! - [`config`]: node settings from a TOML file, `EVERYNODE_*` variables and flags, validated.
 //! - [`control`]: the Raft control plane; so far the rules for forming the cluster and choosing voters.
 //! - [`error`]: the bad-input error type that the binary maps to exit code 2.
@@ -14,6 +15,7 @@
 //! - [`cli`]: the `everynode` command line: the agent and the admin commands.
 //! - [`scheduling`]: pure placement rules with Kubernetes semantics (labels, taints).
 
+pub mod agent;
 pub mod api;
 pub mod cli;
 pub mod config;

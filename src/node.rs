@@ -13,6 +13,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::Context;
 use tracing::{info, warn};
 
+use actix::Actor;
+
+use crate::agent::{AgentContext, AgentSettings, NodeAgent};
 use crate::api;
 use crate::config::{validate_node_id, NodeConfig};
 use crate::control::controller::{ControlSettings, Controller};
@@ -23,7 +26,10 @@ use crate::control::writer::Writer;
 use crate::control::{self, distribute};
 use crate::error::InputError;
 use crate::membership::{keys, Membership, MembershipConfig};
-use crate::runtime;
+use crate::runtime::docker::DockerRuntime;
+use crate::runtime::process::ProcessRuntime;
+use crate::runtime::{self, ContainerRuntime, RuntimeKind};
+use crate::scheduling::node::NodeInfo;
 
 /// File in the data dir that keeps the node id across restarts.
 const NODE_ID_FILE: &str = "node-id";
@@ -31,6 +37,8 @@ const NODE_ID_FILE: &str = "node-id";
 const LOCK_FILE: &str = "agent.lock";
 /// File in the data dir that keeps the node's Raft id; a wiped data dir gets a new one.
 const RAFT_ID_FILE: &str = "raft-id";
+/// Directory in the data dir where the process runtime keeps instance records and logs.
+pub const PROCESS_DIR: &str = "process";
 /// File in the data dir with the last committed store this node saw.
 const STORE_FILE: &str = "store.json";
 
@@ -161,7 +169,22 @@ pub async fn run_observed(
         config.gossip_interval,
     ));
 
+    let container_runtime = open_runtime(runtime, &config.data_dir).await?;
+    let agent_ctx = Arc::new(AgentContext {
+        settings: AgentSettings::new(&config.cluster, &node_id),
+        runtime: container_runtime,
+        sink: Arc::new(membership.clone()),
+    });
+    let own = NodeInfo {
+        name: node_id.clone(),
+        labels: labels.clone(),
+        taints: config.taints.clone(),
+    };
+    // Needs the actix System that `cli::agent` runs this future in.
+    let _agent = NodeAgent::new(agent_ctx.clone(), own, replica.subscribe()).start();
+
     let app = api::router(api::ApiState {
+        agent: Some(agent_ctx),
         membership: membership.clone(),
         control: Arc::new(api::ControlHandle {
             raft: raft.clone(),
@@ -181,6 +204,22 @@ pub async fn run_observed(
     membership.shutdown().await;
     info!("stopped");
     Ok(())
+}
+
+/// Connects the runtime `choose` picked; the process runtime keeps its state under the data dir.
+async fn open_runtime(kind: RuntimeKind, data_dir: &Path) -> Result<Arc<dyn ContainerRuntime>, InputError> {
+    match kind {
+        RuntimeKind::Docker => Ok(Arc::new(DockerRuntime::connect().await.map_err(|e| {
+            InputError::new(format!(
+                "cannot use the Docker engine: {e}; start Docker or use --runtime process"
+            ))
+        })?)),
+        RuntimeKind::Process => Ok(Arc::new(
+            ProcessRuntime::new(data_dir.join(PROCESS_DIR))
+                .map_err(|e| InputError::new(format!("{e}; check the --data-dir permissions")))?,
+        )),
+        RuntimeKind::Fake => Err(InputError::new("the fake runtime cannot run a real node")),
+    }
 }
 
 /// Resolves when SIGINT or SIGTERM arrives.

@@ -10,6 +10,7 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 
 use super::ApiState;
+use crate::agent::status::{aggregate, Counts, NodeReport, PodStatus};
 use crate::control::network;
 use crate::control::nodes;
 use crate::control::store::{Command, DaemonSetRecord, Response as StoreResponse, Store};
@@ -169,6 +170,9 @@ pub struct DaemonSetView {
     pub images: Vec<String>,
     pub node_selector: BTreeMap<String, String>,
     pub created_at: u64,
+    /// Kubernetes' status numbers, from the statuses the nodes gossip.
+    #[serde(default)]
+    pub status: Counts,
     pub record: DaemonSetRecord,
     /// Filled for `describe` (one DaemonSet): every known node with the placement verdict.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -179,22 +183,40 @@ fn view(record: &DaemonSetRecord, members: &[Member], store: &Store, with_placem
     let ds = &record.daemonset;
     let mut placement = Vec::new();
     let mut desired = 0;
+    let mut reports = Vec::new();
     for m in members {
-        let p = crate::scheduling::placement::should_run(ds, &nodes::effective(m, store));
+        let mut p = crate::scheduling::placement::should_run(ds, &nodes::effective(m, store));
+        if store.is_drained(&m.name) {
+            p.should_run = false;
+            p.reasons.clear();
+        }
         if p.should_run && m.state == MemberState::Alive {
             desired += 1;
+        }
+        // Dead nodes count for nothing, as Kubernetes stops counting lost nodes.
+        if m.state == MemberState::Alive {
+            reports.push(NodeReport {
+                selected: p.should_run,
+                status: m.pods.get(&ds.metadata.name),
+            });
         }
         if with_placement {
             placement.push(NodePlacement {
                 node: m.name.clone(),
                 node_state: m.state,
                 should_run: p.should_run,
-                reason: p.summary(),
+                reason: if store.is_drained(&m.name) {
+                    "does not run here: the node is drained (`everynode uncordon` ends it)".into()
+                } else {
+                    p.summary()
+                },
             });
         }
     }
     let current = record.current_revision();
+    let status = aggregate(reports, &current.hash, ds.spec.min_ready().as_secs(), now());
     DaemonSetView {
+        status,
         name: ds.metadata.name.clone(),
         namespace: ds.metadata.namespace.clone(),
         desired,
@@ -256,6 +278,129 @@ pub async fn delete_daemonset(
         )),
         _ => Ok(StatusCode::NO_CONTENT),
     }
+}
+
+// ---- pods ----
+
+/// One DaemonSet instance on one node, from the node's gossiped status.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PodView {
+    pub daemonset: String,
+    pub node: String,
+    pub node_state: MemberState,
+    /// Revision number, when the store still has the revision the node reports.
+    pub revision: Option<u64>,
+    pub revision_hash: String,
+    pub state: String,
+    pub ready: bool,
+    pub restarts: u32,
+    pub started_at: Option<u64>,
+    pub ready_since: Option<u64>,
+    pub last_error: Option<String>,
+    /// The template labels of the DaemonSet, for `get pods -l`.
+    pub labels: BTreeMap<String, String>,
+}
+
+/// Builds the pod list: one entry per (node, DaemonSet) status, sorted by DaemonSet then node.
+pub fn pods(members: &[Member], store: &Store) -> Vec<PodView> {
+    let mut out = Vec::new();
+    for m in members {
+        for (name, st) in &m.pods {
+            let record = store.daemonsets.get(name);
+            out.push(pod_view(m, name, st, record));
+        }
+    }
+    out.sort_by(|a, b| (&a.daemonset, &a.node).cmp(&(&b.daemonset, &b.node)));
+    out
+}
+
+fn pod_view(m: &Member, name: &str, st: &PodStatus, record: Option<&DaemonSetRecord>) -> PodView {
+    PodView {
+        daemonset: name.to_string(),
+        node: m.name.clone(),
+        node_state: m.state,
+        revision: record.and_then(|r| {
+            r.revisions
+                .iter()
+                .find(|rev| rev.hash == st.revision)
+                .map(|rev| rev.number)
+        }),
+        revision_hash: st.revision.clone(),
+        state: st.state.clone(),
+        ready: st.ready,
+        restarts: st.restarts,
+        started_at: st.started_at,
+        ready_since: st.ready_since,
+        last_error: st.last_error.clone(),
+        labels: record
+            .map(|r| r.daemonset.spec.template.metadata.labels.clone())
+            .unwrap_or_default(),
+    }
+}
+
+pub async fn list_pods(State(s): State<ApiState>) -> Json<Vec<PodView>> {
+    let store = s.control.replica.current();
+    let members = s.membership.members().await;
+    Json(pods(&members, &store))
+}
+
+/// `?tail=N` of the logs endpoint.
+#[derive(Debug, Default, Deserialize)]
+pub struct LogsQuery {
+    pub tail: Option<usize>,
+}
+
+/// The output of one DaemonSet's instance on the node that serves the request.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LogsView {
+    pub daemonset: String,
+    pub node: String,
+    pub instance: String,
+    pub logs: String,
+}
+
+/// `GET /v1/local/logs/{daemonset}`: this node's instance of the DaemonSet (the running one,
+/// else the most recent), read from the runtime.
+pub async fn local_logs(
+    State(s): State<ApiState>,
+    Path(daemonset): Path<String>,
+    axum::extract::Query(q): axum::extract::Query<LogsQuery>,
+) -> Result<Json<LogsView>, ApiError> {
+    let agent = s.agent.as_ref().ok_or_else(|| {
+        ApiError(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no agent runs on this node".into(),
+        )
+    })?;
+    let node = agent.settings.node.clone();
+    let unavailable =
+        |e: crate::runtime::RuntimeError| ApiError(StatusCode::BAD_GATEWAY, format!("node {node}: {e}"));
+    let instances = agent
+        .runtime
+        .list(&agent.settings.cluster, &node)
+        .await
+        .map_err(unavailable)?;
+    let instance = instances
+        .into_iter()
+        .filter(|i| i.daemonset == daemonset)
+        .max_by_key(|i| (i.state.is_running(), i.started_at))
+        .ok_or_else(|| {
+            ApiError(
+                StatusCode::NOT_FOUND,
+                format!("daemonset {daemonset} has no instance on node {node}; `everynode get pods` shows where it runs"),
+            )
+        })?;
+    let logs = agent
+        .runtime
+        .logs(&instance.id, q.tail)
+        .await
+        .map_err(unavailable)?;
+    Ok(Json(LogsView {
+        daemonset,
+        node,
+        instance: instance.id,
+        logs,
+    }))
 }
 
 // ---- node overrides ----
@@ -395,4 +540,29 @@ pub async fn cluster(State(s): State<ApiState>) -> Json<ClusterView> {
         commit_index: in_group.then(|| m.last_applied.map(|l| l.index)).flatten(),
         store_version: s.control.replica.version(),
     })
+}
+
+/// `POST /v1/nodes/{name}/drain`: `{"drained": true}` drains, `false` uncordons.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct DrainRequest {
+    pub drained: bool,
+}
+
+pub async fn drain_node(
+    State(s): State<ApiState>,
+    Path(node): Path<String>,
+    Json(req): Json<DrainRequest>,
+) -> Result<StatusCode, ApiError> {
+    known_node(&s, &node).await?;
+    s.control
+        .writer
+        .write(
+            Command::DrainNode {
+                node,
+                drained: req.drained,
+            },
+            false,
+        )
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
 }

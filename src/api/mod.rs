@@ -32,6 +32,8 @@ pub struct ControlHandle {
 pub struct ApiState {
     pub membership: Membership,
     pub control: Arc<ControlHandle>,
+    /// This node's agent (runtime and identity), for `logs`; `None` where no agent runs.
+    pub agent: Option<Arc<crate::agent::AgentContext>>,
 }
 
 /// The API routes, ready to be served on a listener.
@@ -45,8 +47,11 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/daemonsets", get(control::list_daemonsets))
         .route("/v1/daemonsets/{name}", get(control::get_daemonset))
         .route("/v1/daemonsets/{name}", delete(control::delete_daemonset))
+        .route("/v1/pods", get(control::list_pods))
+        .route("/v1/local/logs/{daemonset}", get(control::local_logs))
         .route("/v1/nodes/{name}/labels", post(control::label_node))
         .route("/v1/nodes/{name}/taints", post(control::taint_node))
+        .route("/v1/nodes/{name}/drain", post(control::drain_node))
         .route("/raft/append", post(control::raft_append))
         .route("/raft/vote", post(control::raft_vote))
         .route("/raft/snapshot", post(control::raft_snapshot))

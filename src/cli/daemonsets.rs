@@ -98,7 +98,7 @@ pub fn render_table(views: &[DaemonSetView], wide: bool) -> String {
         "AGE",
     ];
     if wide {
-        header.extend(["CONTAINERS", "IMAGES", "REVISION"]);
+        header.extend(["MISSCHEDULED", "CONTAINERS", "IMAGES", "REVISION"]);
     }
     let rows: Vec<Vec<String>> = views
         .iter()
@@ -108,14 +108,14 @@ pub fn render_table(views: &[DaemonSetView], wide: bool) -> String {
                 .iter()
                 .map(|(k, val)| format!("{k}={val}"))
                 .collect();
-            // Instances are counted once node agents report them; until then none run.
+            let c = &v.status;
             let mut row = vec![
                 v.name.clone(),
                 v.desired.to_string(),
-                "0".into(),
-                "0".into(),
-                "0".into(),
-                "0".into(),
+                c.current.to_string(),
+                c.ready.to_string(),
+                c.up_to_date.to_string(),
+                c.available.to_string(),
                 if selector.is_empty() {
                     "<none>".into()
                 } else {
@@ -134,7 +134,12 @@ pub fn render_table(views: &[DaemonSetView], wide: bool) -> String {
                     .iter()
                     .map(|c| c.name.clone())
                     .collect();
-                row.extend([containers.join(","), v.images.join(","), v.revision.to_string()]);
+                row.extend([
+                    c.misscheduled.to_string(),
+                    containers.join(","),
+                    v.images.join(","),
+                    v.revision.to_string(),
+                ]);
             }
             row
         })

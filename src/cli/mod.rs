@@ -4,9 +4,11 @@ pub mod agent;
 pub mod client;
 pub mod cluster;
 pub mod daemonsets;
+pub mod logs;
 pub mod members;
 pub mod nodes;
 pub mod output;
+pub mod pods;
 pub mod validate;
 
 use std::process::ExitCode;
@@ -78,6 +80,20 @@ pub enum Command {
         #[command(subcommand)]
         what: NodeChange,
     },
+    /// Stop every DaemonSet instance on a node (grace periods honoured) and keep it free until `uncordon`.
+    Drain { node: String },
+    /// Let DaemonSets run on a drained node again.
+    Uncordon { node: String },
+    /// Print the output of a DaemonSet's instance on one node.
+    Logs {
+        daemonset: String,
+        /// The node whose instance to read.
+        #[arg(long, value_name = "NODE")]
+        node: String,
+        /// Only the last N lines.
+        #[arg(long, value_name = "N")]
+        tail: Option<usize>,
+    },
     /// Check manifests offline: names, revision hashes, warnings and errors (exit 1 when invalid).
     Validate {
         /// Manifest file, directory, or - for standard input.
@@ -97,6 +113,18 @@ pub enum GetCommand {
     #[command(name = "daemonsets", alias = "daemonset", alias = "ds")]
     DaemonSets {
         name: Option<String>,
+        #[command(flatten)]
+        out: OutputArgs,
+    },
+    /// List DaemonSet instances: one row per DaemonSet and node.
+    #[command(alias = "pod", alias = "po")]
+    Pods {
+        /// Only instances on this node.
+        #[arg(long, value_name = "NODE")]
+        node: Option<String>,
+        /// Only DaemonSets whose template labels match (KEY=VALUE[,KEY=VALUE...]).
+        #[arg(short = 'l', long = "selector", value_name = "SELECTOR")]
+        selector: Option<String>,
         #[command(flatten)]
         out: OutputArgs,
     },
@@ -147,6 +175,21 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             what: GetCommand::DaemonSets { name, out },
         } => block_on(daemonsets::get(&server, name.as_deref(), out.output)),
         Command::Cluster(out) => block_on(cluster::run(&server, out.output)),
+        Command::Get {
+            what: GetCommand::Pods { node, selector, out },
+        } => block_on(pods::get(
+            &server,
+            node.as_deref(),
+            selector.as_deref(),
+            out.output,
+        )),
+        Command::Drain { node } => block_on(nodes::drain(&server, &node, true)),
+        Command::Uncordon { node } => block_on(nodes::drain(&server, &node, false)),
+        Command::Logs {
+            daemonset,
+            node,
+            tail,
+        } => block_on(logs::run(&server, &daemonset, &node, tail)),
         Command::Apply { file, out } => block_on(daemonsets::apply(&server, &file, out.output)),
         Command::Describe {
             what: DescribeCommand::DaemonSet { name },

@@ -78,6 +78,46 @@ pub async fn taint(server: &str, node: &str, changes: &[String]) -> anyhow::Resu
     Ok(ExitCode::SUCCESS)
 }
 
+/// How long `drain` waits for the node's instances to stop before giving up on waiting.
+const DRAIN_WAIT: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// `drain NODE` (stop every instance there and keep DaemonSets off it, waiting until they
+/// are gone) and `uncordon NODE`.
+pub async fn drain(server: &str, node: &str, drained: bool) -> anyhow::Result<ExitCode> {
+    let client = Client::new(server)?;
+    client
+        .post::<_, Option<()>>(
+            &format!("/v1/nodes/{node}/drain"),
+            &crate::api::control::DrainRequest { drained },
+        )
+        .await?;
+    if !drained {
+        println!("node/{node} uncordoned");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let deadline = std::time::Instant::now() + DRAIN_WAIT;
+    loop {
+        let pods: Vec<crate::api::control::PodView> = client.get("/v1/pods").await?;
+        let left: Vec<String> = pods
+            .into_iter()
+            .filter(|p| p.node == node)
+            .map(|p| format!("{} ({})", p.daemonset, p.state))
+            .collect();
+        if left.is_empty() {
+            println!("node/{node} drained");
+            return Ok(ExitCode::SUCCESS);
+        }
+        if std::time::Instant::now() > deadline {
+            eprintln!(
+                "node/{node} is drained but still reports {}; `everynode get pods --node {node}` shows them",
+                left.join(", ")
+            );
+            return Ok(ExitCode::FAILURE);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -109,6 +109,9 @@ pub struct NodeOverride {
     pub taints: Vec<Taint>,
     /// Taints removed even if the node's own flags set them: (key, effect or all effects).
     pub removed_taints: Vec<(String, Option<TaintEffect>)>,
+    /// Set by `everynode drain`: the node runs no DaemonSet until `everynode uncordon`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub drained: bool,
 }
 
 impl NodeOverride {
@@ -150,6 +153,11 @@ pub enum Command {
         node: String,
         add: Vec<Taint>,
         remove: Vec<(String, Option<TaintEffect>)>,
+    },
+    /// `drain` (true) or `uncordon` (false) a node.
+    DrainNode {
+        node: String,
+        drained: bool,
     },
     /// Drops every override of a node that left the cluster.
     ForgetNode {
@@ -230,6 +238,11 @@ impl Store {
                 self.nodes.remove(node);
                 Response::Ok
             }
+            Command::DrainNode { node, drained } => {
+                self.nodes.entry(node.clone()).or_default().drained = *drained;
+                self.prune_node(node);
+                Response::Ok
+            }
             Command::TaintNode { node, add, remove } => {
                 let o = self.nodes.entry(node.clone()).or_default();
                 for r in remove {
@@ -247,6 +260,11 @@ impl Store {
                 Response::Ok
             }
         }
+    }
+
+    /// Whether `everynode drain` keeps DaemonSets off this node.
+    pub fn is_drained(&self, node: &str) -> bool {
+        self.nodes.get(node).is_some_and(|o| o.drained)
     }
 
     fn prune_node(&mut self, node: &str) {
@@ -498,5 +516,19 @@ mod tests {
             remove: ["zone".to_string()].into(),
         });
         assert!(s.nodes["n1"].removed_labels.contains("zone"));
+    }
+
+    #[test]
+    fn drain_marks_the_node_and_uncordon_forgets_it() {
+        let mut s = Store::default();
+        let drain = |drained| Command::DrainNode {
+            node: "n1".into(),
+            drained,
+        };
+        assert_eq!(s.apply(&drain(true)), Response::Ok);
+        assert!(s.is_drained("n1") && !s.is_drained("n2"));
+        s.apply(&drain(false));
+        assert!(!s.is_drained("n1"));
+        assert!(s.nodes.is_empty(), "an empty override is pruned");
     }
 }

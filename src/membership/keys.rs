@@ -68,3 +68,36 @@ pub fn encode_labels(labels: &BTreeMap<String, String>) -> String {
 pub fn encode_taints(taints: &[Taint]) -> String {
     serde_json::to_string(taints).expect("taints always serialize")
 }
+
+/// Prefix of the per-DaemonSet status keys: `ds/<name>` holds this node's
+/// [`PodStatus`](crate::agent::status::PodStatus) as small JSON. One key per DaemonSet keeps
+/// every value far below chitchat's packet limit; a DaemonSet that no longer runs here has
+/// its key deleted.
+pub const DS_STATUS_PREFIX: &str = "ds/";
+
+/// The status key of one DaemonSet.
+pub fn ds_status_key(daemonset: &str) -> String {
+    format!("{DS_STATUS_PREFIX}{daemonset}")
+}
+
+/// Every DaemonSet status a node publishes, by DaemonSet name; malformed ones are logged and skipped.
+pub fn pod_statuses(state: &NodeState) -> BTreeMap<String, crate::agent::status::PodStatus> {
+    state
+        .iter_prefix(DS_STATUS_PREFIX)
+        .filter_map(|(key, value)| {
+            let name = key.strip_prefix(DS_STATUS_PREFIX)?;
+            match serde_json::from_str(&value.value) {
+                Ok(status) => Some((name.to_string(), status)),
+                Err(e) => {
+                    warn!(node = %state.chitchat_id().node_id, key, error = %e, "ignoring malformed status");
+                    None
+                }
+            }
+        })
+        .collect()
+}
+
+/// Encodes a status for [`ds_status_key`].
+pub fn encode_pod_status(status: &crate::agent::status::PodStatus) -> String {
+    serde_json::to_string(status).expect("a status always serializes")
+}

@@ -52,6 +52,9 @@ pub struct Member {
     /// The node's Raft id, once it has one.
     #[serde(default)]
     pub raft_id: Option<u64>,
+    /// The node's instance status per DaemonSet, as its agent publishes it.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub pods: BTreeMap<String, crate::agent::status::PodStatus>,
 }
 
 /// Builds the member list: one entry per node id, the highest generation winning, so a
@@ -91,6 +94,7 @@ pub fn members_from_states<'a>(
             started_at: keys::number(state, keys::STARTED_AT),
             store_version: keys::number(state, keys::STORE_VERSION),
             raft_id: keys::number(state, keys::RAFT_ID),
+            pods: keys::pod_statuses(state),
         })
         .collect()
 }

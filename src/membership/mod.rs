@@ -130,6 +130,16 @@ impl Membership {
         self.chitchat.lock().await.self_node_state().set(key, value);
     }
 
+    /// Deletes one of this node's own keys (a tombstone peers learn); absent keys are ignored.
+    pub async fn delete_local(&self, key: &str) {
+        let mut chitchat = self.chitchat.lock().await;
+        let state = chitchat.self_node_state();
+        // chitchat logs a warning when deleting an absent key; checking first keeps logs quiet.
+        if state.get(key).is_some() {
+            state.delete(key);
+        }
+    }
+
     /// Stops gossiping; peers will see this node dead after their detection timeout.
     pub async fn shutdown(&self) {
         let handle = self

@@ -269,6 +269,21 @@ impl ContainerRuntime for DockerRuntime {
         Ok(instance_from_inspect(response))
     }
 
+    async fn logs(&self, id: &str, tail: Option<usize>) -> Result<String> {
+        let options = bollard::query_parameters::LogsOptionsBuilder::default()
+            .stdout(true)
+            .stderr(true)
+            .tail(&tail.map(|n| n.to_string()).unwrap_or_else(|| "all".into()))
+            .build();
+        let mut stream = self.docker.logs(id, Some(options));
+        let mut out = String::new();
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| classify(e, format!("reading the logs of {id}"), Some(id)))?;
+            out.push_str(&chunk.to_string());
+        }
+        Ok(out)
+    }
+
     async fn exec(&self, id: &str, cmd: &[String], timeout: Duration) -> Result<i32> {
         if cmd.is_empty() {
             return Err(RuntimeError::invalid("exec needs a command"));

@@ -346,6 +346,29 @@ pub trait ContainerRuntime: Send + Sync {
 
     /// Runs `cmd` for an exec probe and returns its exit code; `Timeout` after `timeout`.
     async fn exec(&self, id: &str, cmd: &[String], timeout: Duration) -> Result<i32>;
+
+    /// The instance's output (stdout and stderr), the last `tail` lines when given.
+    async fn logs(&self, id: &str, _tail: Option<usize>) -> Result<String> {
+        Err(RuntimeError::other(
+            format!("reading the logs of {id}"),
+            format!("the {} runtime keeps no logs", self.kind().as_str()),
+        ))
+    }
+}
+
+/// The last `tail` lines of `text` (all of it when `None`).
+pub(crate) fn tail_lines(text: &str, tail: Option<usize>) -> String {
+    match tail {
+        None => text.to_string(),
+        Some(n) => {
+            let lines: Vec<&str> = text.lines().collect();
+            let mut out = lines[lines.len().saturating_sub(n)..].join("\n");
+            if !out.is_empty() {
+                out.push('\n');
+            }
+            out
+        }
+    }
 }
 
 /// Builds the instance name shared by both real runtimes: `everynode_<ds>_<node>_<revision>_<suffix>`.

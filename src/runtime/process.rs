@@ -367,6 +367,16 @@ impl ContainerRuntime for ProcessRuntime {
         Ok(self.observe(&rec))
     }
 
+    async fn logs(&self, id: &str, tail: Option<usize>) -> Result<String> {
+        self.read_record(id)?;
+        let path = self.log_path(id);
+        match tokio::fs::read(&path).await {
+            Ok(bytes) => Ok(super::tail_lines(&String::from_utf8_lossy(&bytes), tail)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(String::new()),
+            Err(e) => Err(RuntimeError::other(format!("reading {}", path.display()), e)),
+        }
+    }
+
     async fn exec(&self, id: &str, cmd: &[String], timeout: Duration) -> Result<i32> {
         if cmd.is_empty() {
             return Err(RuntimeError::invalid("exec needs a command"));

@@ -104,13 +104,15 @@ impl Node {
             .arg(self.gossip.to_string())
             .arg("--api-addr")
             .arg(self.api.to_string())
-            .arg("--runtime")
-            .arg("process")
             .args(&self.extra_args)
             .envs(self.envs.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log);
+        // The process runtime unless the test chose one.
+        if !self.extra_args.iter().any(|a| a == "--runtime") {
+            cmd.arg("--runtime").arg("process");
+        }
         if with_id {
             cmd.arg("--node-id").arg(&self.name);
         }
@@ -195,9 +197,33 @@ impl Node {
     }
 }
 
+impl Node {
+    /// Kills the process groups of every instance the process runtime started for this node.
+    /// Instances outlive their agent by design, so a test must end them itself.
+    pub fn kill_instances(&self) {
+        let dir = self.data_dir.join("process").join("instances");
+        let Ok(entries) = fs::read_dir(&dir) else { return };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.to_string_lossy().ends_with(".exit.json") {
+                continue;
+            }
+            let pid = fs::read(&path)
+                .ok()
+                .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+                .and_then(|v| v["pid"].as_i64());
+            if let Some(pid) = pid.filter(|p| *p > 1) {
+                // SAFETY: signalling a process group this test's agents created.
+                unsafe { libc::kill(-(pid as i32), libc::SIGKILL) };
+            }
+        }
+    }
+}
+
 impl Drop for Node {
     fn drop(&mut self) {
         self.kill();
+        self.kill_instances();
     }
 }
 
@@ -259,6 +285,7 @@ impl Drop for Cluster {
         }
         for node in &mut self.nodes {
             node.kill();
+            node.kill_instances();
         }
     }
 }

@@ -1,0 +1,274 @@
+//! What this node should run for one DaemonSet: the granted revision and the instance specs built from it.
+
+use std::collections::BTreeMap;
+
+use super::AgentError;
+use crate::control::store::{DaemonSetRecord, Revision, Store};
+use crate::runtime::{self, InstanceSpec, MountSpec, PortSpec};
+use crate::spec::container::{Container, Protocol};
+use crate::spec::PodTemplateSpec;
+
+/// The revision this node may run. For now always the DaemonSet's current one; the rollout
+/// planner will grant revisions per node, and only this function will have to change.
+pub fn granted_revision<'a>(_store: &Store, record: &'a DaemonSetRecord, _node: &str) -> &'a Revision {
+    record.current_revision()
+}
+
+/// Everything one DaemonSet wants on this node: one instance per container of the template.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Desired {
+    /// One spec per container, in template order; container names are unique in a pod.
+    pub specs: Vec<InstanceSpec>,
+    /// The template's containers, same order, for their probes.
+    pub containers: Vec<Container>,
+    /// `minReadySeconds`, for the available count.
+    pub min_ready_secs: u64,
+}
+
+impl Desired {
+    /// The revision hash every spec carries.
+    pub fn revision(&self) -> &str {
+        self.specs.first().map(|s| s.revision.as_str()).unwrap_or("")
+    }
+}
+
+/// Builds the instance specs of `template` (revision `revision`) for `node` in `cluster`.
+pub fn desired(
+    cluster: &str,
+    node: &str,
+    daemonset: &str,
+    namespace: &str,
+    revision: &str,
+    template: &PodTemplateSpec,
+) -> Result<Desired, AgentError> {
+    let specs = template
+        .spec
+        .containers
+        .iter()
+        .map(|c| instance_spec(cluster, node, daemonset, namespace, revision, template, c))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Desired {
+        specs,
+        containers: template.spec.containers.clone(),
+        min_ready_secs: 0,
+    })
+}
+
+fn instance_spec(
+    cluster: &str,
+    node: &str,
+    daemonset: &str,
+    namespace: &str,
+    revision: &str,
+    template: &PodTemplateSpec,
+    c: &Container,
+) -> Result<InstanceSpec, AgentError> {
+    let pod = &template.spec;
+    let invalid = |field: String, reason: String| AgentError::InvalidTemplate {
+        daemonset: daemonset.to_string(),
+        field: format!("spec.template.spec.containers[{}].{field}", c.name),
+        reason,
+    };
+    let env = c
+        .env
+        .iter()
+        .filter_map(|e| {
+            if let Some(field) = e.value_from.as_ref().and_then(|f| f.field_ref.as_ref()) {
+                // Only what a node agent knows; validation warns about the others.
+                let value = match field.field_path.as_str() {
+                    "spec.nodeName" => node.to_string(),
+                    "metadata.namespace" => namespace.to_string(),
+                    "metadata.name" => format!("{daemonset}-{node}"),
+                    _ => return None,
+                };
+                return Some((e.name.clone(), value));
+            }
+            if e.value_from.is_some() {
+                return None;
+            }
+            Some((e.name.clone(), e.value.clone().unwrap_or_default()))
+        })
+        .collect();
+    let ports = c
+        .ports
+        .iter()
+        .map(|p| {
+            let container_port = u16::try_from(p.container_port).map_err(|_| {
+                invalid(
+                    "ports".into(),
+                    format!("containerPort {} is out of range", p.container_port),
+                )
+            })?;
+            let host_port = match p.host_port {
+                0 => None,
+                n => Some(
+                    u16::try_from(n)
+                        .map_err(|_| invalid("ports".into(), format!("hostPort {n} is out of range")))?,
+                ),
+            };
+            Ok(PortSpec {
+                container_port,
+                host_port,
+                protocol: match p.protocol {
+                    Protocol::Tcp => runtime::Protocol::Tcp,
+                    Protocol::Udp => runtime::Protocol::Udp,
+                    Protocol::Sctp => runtime::Protocol::Sctp,
+                },
+            })
+        })
+        .collect::<Result<Vec<_>, AgentError>>()?;
+    // Only hostPath volumes can be mounted; validation warns about the others.
+    let host_paths: BTreeMap<&str, &str> = pod
+        .volumes
+        .iter()
+        .filter_map(|v| v.host_path.as_ref().map(|h| (v.name.as_str(), h.path.as_str())))
+        .collect();
+    let mounts = c
+        .volume_mounts
+        .iter()
+        .filter_map(|m| {
+            host_paths.get(m.name.as_str()).map(|path| MountSpec {
+                host_path: path.to_string(),
+                container_path: m.mount_path.clone(),
+                read_only: m.read_only,
+            })
+        })
+        .collect();
+    let cpu_limit_millis = match c.resources.cpu_limit_millis() {
+        None => None,
+        Some(Ok(v)) => u64::try_from(v).ok().filter(|v| *v > 0),
+        Some(Err(e)) => return Err(invalid("resources.limits.cpu".into(), e.to_string())),
+    };
+    let memory_limit_bytes = match c.resources.memory_limit_bytes() {
+        None => None,
+        Some(Ok(v)) => u64::try_from(v).ok().filter(|v| *v > 0),
+        Some(Err(e)) => return Err(invalid("resources.limits.memory".into(), e.to_string())),
+    };
+    let security = c.security_context.clone().unwrap_or_default();
+    let run_as_user = match security.run_as_user {
+        None => None,
+        Some(uid) => Some(u32::try_from(uid).map_err(|_| {
+            invalid(
+                "securityContext.runAsUser".into(),
+                format!("{uid} is not a valid user id"),
+            )
+        })?),
+    };
+    let policy = c
+        .image_pull_policy
+        .unwrap_or_else(|| crate::spec::PullPolicy::default_for(&c.image));
+    Ok(InstanceSpec {
+        cluster: cluster.to_string(),
+        node: node.to_string(),
+        daemonset: daemonset.to_string(),
+        revision: revision.to_string(),
+        container_name: c.name.clone(),
+        image: c.image.clone(),
+        image_pull_policy: match policy {
+            crate::spec::PullPolicy::Always => runtime::PullPolicy::Always,
+            crate::spec::PullPolicy::IfNotPresent => runtime::PullPolicy::IfNotPresent,
+            crate::spec::PullPolicy::Never => runtime::PullPolicy::Never,
+        },
+        command: c.command.clone(),
+        args: c.args.clone(),
+        env,
+        ports,
+        host_network: pod.host_network,
+        host_pid: pod.host_pid,
+        mounts,
+        cpu_limit_millis,
+        memory_limit_bytes,
+        privileged: security.privileged.unwrap_or(false),
+        run_as_user,
+        working_dir: c.working_dir.clone(),
+        termination_grace: pod.termination_grace_period(),
+        labels: template.metadata.labels.clone(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn template(yaml_container: serde_json::Value, extra_pod: serde_json::Value) -> PodTemplateSpec {
+        let mut pod = serde_json::json!({
+            "containers": [yaml_container],
+            "terminationGracePeriodSeconds": 7,
+        });
+        if let (Some(p), Some(e)) = (pod.as_object_mut(), extra_pod.as_object()) {
+            p.extend(e.clone());
+        }
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"labels": {"app": "x"}},
+            "spec": pod,
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn node_name_field_ref_becomes_the_node_name() {
+        let t = template(
+            serde_json::json!({
+                "name": "main", "image": "busybox:v1",
+                "command": ["sh", "-c", "sleep 1"],
+                "env": [
+                    {"name": "NODE_NAME", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}},
+                    {"name": "NS", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
+                    {"name": "IP", "valueFrom": {"fieldRef": {"fieldPath": "status.hostIP"}}},
+                    {"name": "PLAIN", "value": "v"},
+                ],
+                "ports": [{"containerPort": 9100, "hostPort": 9100}, {"containerPort": 80}],
+                "resources": {"limits": {"cpu": "250m", "memory": "64Mi"}},
+                "securityContext": {"privileged": true, "runAsUser": 1000},
+                "volumeMounts": [{"name": "logs", "mountPath": "/var/log", "readOnly": true},
+                                 {"name": "cfg", "mountPath": "/cfg"}],
+            }),
+            serde_json::json!({
+                "hostNetwork": true,
+                "volumes": [{"name": "logs", "hostPath": {"path": "/var/log"}},
+                            {"name": "cfg", "configMap": {"name": "c"}}],
+            }),
+        );
+        let d = desired("c1", "node-7", "agent", "default", "abc", &t).unwrap();
+        assert_eq!(d.revision(), "abc");
+        let s = &d.specs[0];
+        assert_eq!(
+            s.env,
+            vec![
+                ("NODE_NAME".to_string(), "node-7".to_string()),
+                ("NS".to_string(), "default".to_string()),
+                ("PLAIN".to_string(), "v".to_string()),
+            ]
+        );
+        assert_eq!(s.ports.len(), 2);
+        assert_eq!(s.ports[0].host_port, Some(9100));
+        assert_eq!(s.ports[1].host_port, None);
+        assert_eq!(s.cpu_limit_millis, Some(250));
+        assert_eq!(s.memory_limit_bytes, Some(64 * 1024 * 1024));
+        assert!(s.privileged && s.host_network);
+        assert_eq!(s.run_as_user, Some(1000));
+        assert_eq!(
+            s.mounts,
+            vec![MountSpec {
+                host_path: "/var/log".into(),
+                container_path: "/var/log".into(),
+                read_only: true
+            }]
+        );
+        assert_eq!(s.termination_grace, std::time::Duration::from_secs(7));
+        assert_eq!(s.labels["app"], "x");
+        assert_eq!(s.image_pull_policy, runtime::PullPolicy::IfNotPresent);
+    }
+
+    #[test]
+    fn the_spec_differs_per_node_so_the_hash_does_too() {
+        let t = template(
+            serde_json::json!({"name": "main", "image": "i:latest"}),
+            serde_json::json!({}),
+        );
+        let a = desired("c1", "n1", "ds", "default", "r", &t).unwrap();
+        let b = desired("c1", "n2", "ds", "default", "r", &t).unwrap();
+        assert_ne!(a.specs[0].spec_hash(), b.specs[0].spec_hash());
+        assert_eq!(a.specs[0].image_pull_policy, runtime::PullPolicy::Always);
+    }
+}

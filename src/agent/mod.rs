@@ -1,0 +1,96 @@
+//! The node agent: one `NodeAgent` actor per node starts one `DaemonSetActor` per DaemonSet that selects the node; each keeps its instances converged.
+//!
+//! # Layout
+//! - [`desired`]: the revision granted to this node and the instance specs built from it.
+//! - [`reconcile`]: the pure decision (create, adopt, replace, remove, restart with back-off).
+//! - [`probe`]: startup, liveness and readiness probes (exec, HTTP GET, TCP connect).
+//! - [`status`]: the per-DaemonSet status gossiped by each node, and its aggregation.
+//! - [`daemonset_actor`]: the thin actor around `reconcile` that talks to the runtime.
+//! - [`node_agent`]: the supervisor that follows the store and this node's labels and taints.
+
+pub mod daemonset_actor;
+pub mod desired;
+pub mod node_agent;
+pub mod probe;
+pub mod reconcile;
+pub mod status;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+pub use desired::{granted_revision, Desired};
+pub use node_agent::NodeAgent;
+pub use reconcile::BackoffPolicy;
+pub use status::PodStatus;
+
+use crate::membership::{keys, Membership};
+use crate::runtime::ContainerRuntime;
+
+/// What can go wrong turning a DaemonSet into instances on this node.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum AgentError {
+    /// The template passed validation but cannot become an instance here (a value out of range).
+    #[error("daemonset {daemonset}: {field}: {reason}; fix the manifest and apply it again")]
+    InvalidTemplate {
+        daemonset: String,
+        field: String,
+        reason: String,
+    },
+}
+
+/// Knobs of the agent; tests shorten the intervals.
+#[derive(Debug, Clone)]
+pub struct AgentSettings {
+    /// Cluster name, put on every instance so clusters sharing an engine never mix.
+    pub cluster: String,
+    /// This node's id.
+    pub node: String,
+    /// How often each DaemonSet is reconciled and probed even when nothing changed.
+    pub resync: Duration,
+    /// Crash restart back-off.
+    pub backoff: BackoffPolicy,
+    /// Grace period for instances of DaemonSets the store no longer has.
+    pub orphan_grace: Duration,
+}
+
+impl AgentSettings {
+    pub fn new(cluster: &str, node: &str) -> Self {
+        AgentSettings {
+            cluster: cluster.to_string(),
+            node: node.to_string(),
+            resync: Duration::from_secs(1),
+            backoff: BackoffPolicy::default(),
+            orphan_grace: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Where statuses go: gossip in a node, a map in tests.
+#[async_trait]
+pub trait StatusSink: Send + Sync {
+    /// Publishes (`Some`) or withdraws (`None`) this node's status for one DaemonSet.
+    async fn publish(&self, daemonset: &str, status: Option<&PodStatus>);
+}
+
+#[async_trait]
+impl StatusSink for Membership {
+    async fn publish(&self, daemonset: &str, status: Option<&PodStatus>) {
+        let key = keys::ds_status_key(daemonset);
+        match status {
+            Some(s) => self.set_local(&key, keys::encode_pod_status(s)).await,
+            None => self.delete_local(&key).await,
+        }
+    }
+}
+
+/// What every actor of one node shares.
+pub struct AgentContext {
+    pub settings: AgentSettings,
+    pub runtime: Arc<dyn ContainerRuntime>,
+    pub sink: Arc<dyn StatusSink>,
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,195 @@
+//! The per-DaemonSet status a node publishes in gossip, and how `get ds` sums them up as Kubernetes does.
+
+use serde::{Deserialize, Serialize};
+
+/// Longest `last_error` published; gossip values must stay small (see DESIGN: chitchat limits).
+pub const MAX_ERROR_CHARS: usize = 200;
+
+/// One node's instance of one DaemonSet, as gossiped under `ds/<name>`. Short field names keep
+/// the value small, since every node carries every other node's keys.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PodStatus {
+    /// Revision hash of the instance that runs (or is being started).
+    #[serde(rename = "rev", default)]
+    pub revision: String,
+    /// `Running`, `Pending`, `ContainerCreating`, `CrashLoopBackOff`, `ErrImagePull`, `Terminating`...
+    #[serde(rename = "st", default)]
+    pub state: String,
+    #[serde(rename = "rdy", default)]
+    pub ready: bool,
+    /// Unix seconds since which it has been ready without a break.
+    #[serde(rename = "rs", default, skip_serializing_if = "Option::is_none")]
+    pub ready_since: Option<u64>,
+    /// Unix seconds at which the running instance started, for AGE.
+    #[serde(rename = "sa", default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<u64>,
+    #[serde(rename = "rc", default)]
+    pub restarts: u32,
+    #[serde(rename = "err", default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+}
+
+impl PodStatus {
+    /// Cuts `last_error` to [`MAX_ERROR_CHARS`] so the gossip value stays small.
+    pub fn clamp(mut self) -> Self {
+        if let Some(e) = &mut self.last_error {
+            if e.chars().count() > MAX_ERROR_CHARS {
+                *e = e.chars().take(MAX_ERROR_CHARS - 1).collect::<String>() + "…";
+            }
+        }
+        self
+    }
+
+    /// Ready long enough to count as available (`minReadySeconds`).
+    pub fn available(&self, min_ready_secs: u64, now: u64) -> bool {
+        self.ready
+            && self
+                .ready_since
+                .is_some_and(|s| s.saturating_add(min_ready_secs) <= now)
+    }
+}
+
+/// The DaemonSet status fields of Kubernetes, summed over nodes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counts {
+    /// Live nodes the DaemonSet selects (`desiredNumberScheduled`).
+    pub desired: usize,
+    /// Selected nodes that report an instance (`currentNumberScheduled`).
+    pub current: usize,
+    /// Selected nodes whose instance is ready (`numberReady`).
+    pub ready: usize,
+    /// Selected nodes that run the current revision (`updatedNumberScheduled`).
+    pub up_to_date: usize,
+    /// Ready for at least `minReadySeconds` (`numberAvailable`).
+    pub available: usize,
+    /// `desired - available` (`numberUnavailable`).
+    pub unavailable: usize,
+    /// Nodes that report an instance but are not selected (`numberMisscheduled`).
+    pub misscheduled: usize,
+}
+
+/// One node as the aggregation needs it.
+#[derive(Debug, Clone)]
+pub struct NodeReport<'a> {
+    /// The DaemonSet selects this live node.
+    pub selected: bool,
+    /// The node's published status for this DaemonSet, if any.
+    pub status: Option<&'a PodStatus>,
+}
+
+/// Sums node reports into Kubernetes' status numbers.
+pub fn aggregate<'a>(
+    reports: impl IntoIterator<Item = NodeReport<'a>>,
+    current_revision: &str,
+    min_ready_secs: u64,
+    now: u64,
+) -> Counts {
+    let mut c = Counts::default();
+    for r in reports {
+        let present = r.status.filter(|s| s.state != "Terminating");
+        if !r.selected {
+            if present.is_some() {
+                c.misscheduled += 1;
+            }
+            continue;
+        }
+        c.desired += 1;
+        let Some(s) = present else { continue };
+        c.current += 1;
+        if s.ready {
+            c.ready += 1;
+        }
+        if s.revision == current_revision {
+            c.up_to_date += 1;
+        }
+        if s.available(min_ready_secs, now) {
+            c.available += 1;
+        }
+    }
+    c.unavailable = c.desired.saturating_sub(c.available);
+    c
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn st(rev: &str, state: &str, ready_since: Option<u64>) -> PodStatus {
+        PodStatus {
+            revision: rev.into(),
+            state: state.into(),
+            ready: ready_since.is_some(),
+            ready_since,
+            ..PodStatus::default()
+        }
+    }
+
+    #[test]
+    fn counts_follow_kubernetes() {
+        let running_new = st("new", "Running", Some(100));
+        let running_old = st("old", "Running", Some(50));
+        let fresh = st("new", "Running", Some(118));
+        let crashing = st("new", "CrashLoopBackOff", None);
+        let leaving = st("new", "Terminating", None);
+        let stray = st("old", "Running", Some(10));
+        let reports = vec![
+            NodeReport {
+                selected: true,
+                status: Some(&running_new),
+            },
+            NodeReport {
+                selected: true,
+                status: Some(&running_old),
+            },
+            NodeReport {
+                selected: true,
+                status: Some(&fresh),
+            },
+            NodeReport {
+                selected: true,
+                status: Some(&crashing),
+            },
+            NodeReport {
+                selected: true,
+                status: None,
+            },
+            NodeReport {
+                selected: false,
+                status: Some(&stray),
+            },
+            NodeReport {
+                selected: false,
+                status: Some(&leaving),
+            },
+        ];
+        let c = aggregate(reports, "new", 10, 120);
+        assert_eq!(
+            c,
+            Counts {
+                desired: 5,
+                current: 4,
+                ready: 3,
+                up_to_date: 3,
+                available: 2,
+                unavailable: 3,
+                misscheduled: 1,
+            }
+        );
+    }
+
+    #[test]
+    fn long_errors_are_cut_and_the_value_stays_small() {
+        let s = PodStatus {
+            revision: "0123456789".into(),
+            state: "ErrImagePull".into(),
+            last_error: Some("x".repeat(5000)),
+            restarts: 3,
+            ..PodStatus::default()
+        }
+        .clamp();
+        let json = serde_json::to_string(&s).unwrap();
+        assert!(json.len() < 400, "{json}");
+        let back: PodStatus = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, s);
+    }
+}

@@ -1,0 +1,262 @@
+//! The agent in one process against the fake runtime: converge, crash and back-off, adoption across an agent restart, orphans, deselection, liveness and readiness.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use actix::Actor;
+use async_trait::async_trait;
+use tokio::sync::watch;
+
+use super::*;
+use crate::control::store::{Command, Store};
+use crate::runtime::fake::FakeRuntime;
+use crate::runtime::{Instance, InstanceState};
+use crate::scheduling::node::NodeInfo;
+
+/// Collects the published statuses.
+#[derive(Default)]
+struct MapSink(Mutex<BTreeMap<String, PodStatus>>);
+
+#[async_trait]
+impl StatusSink for MapSink {
+    async fn publish(&self, daemonset: &str, status: Option<&PodStatus>) {
+        let mut map = self.0.lock().unwrap();
+        match status {
+            Some(s) => map.insert(daemonset.to_string(), s.clone()),
+            None => map.remove(daemonset),
+        };
+    }
+}
+
+impl MapSink {
+    fn get(&self, ds: &str) -> Option<PodStatus> {
+        self.0.lock().unwrap().get(ds).cloned()
+    }
+}
+
+fn daemonset(name: &str, extra_container: &str) -> crate::spec::DaemonSet {
+    let yaml = format!(
+        "apiVersion: apps/v1
+kind: DaemonSet
+metadata: {{name: {name}}}
+spec:
+  selector: {{matchLabels: {{app: {name}}}}}
+  template:
+    metadata: {{labels: {{app: {name}}}}}
+    spec:
+      nodeSelector: {{role: agent}}
+      containers:
+      - name: main
+        image: agent:1
+        command: [sleep, '3600']
+{extra_container}"
+    );
+    let m = crate::spec::parse(yaml.as_bytes(), "test.yaml").remove(0);
+    m.into_valid().expect("valid test manifest").daemonset
+}
+
+struct Harness {
+    fake: FakeRuntime,
+    sink: Arc<MapSink>,
+    store_tx: watch::Sender<Arc<Store>>,
+    store: Store,
+}
+
+impl Harness {
+    fn new() -> Self {
+        let store = Store {
+            version: 1,
+            ..Store::default()
+        };
+        let (store_tx, _) = watch::channel(Arc::new(store.clone()));
+        Harness {
+            fake: FakeRuntime::new(),
+            sink: Arc::new(MapSink::default()),
+            store_tx,
+            store,
+        }
+    }
+
+    fn commit(&mut self, cmd: Command) {
+        self.store.apply(&cmd);
+        self.store.version += 1;
+        self.store_tx.send_replace(Arc::new(self.store.clone()));
+    }
+
+    fn start_agent(&self) -> actix::Addr<NodeAgent> {
+        let mut settings = AgentSettings::new("c1", "n1");
+        settings.resync = Duration::from_millis(50);
+        settings.orphan_grace = Duration::ZERO;
+        settings.backoff = BackoffPolicy {
+            initial: Duration::from_millis(600),
+            max: Duration::from_secs(2),
+            reset_after: Duration::from_secs(60),
+        };
+        let ctx = Arc::new(AgentContext {
+            settings,
+            runtime: Arc::new(self.fake.clone()),
+            sink: self.sink.clone(),
+        });
+        let own = NodeInfo::local("n1").with_label("role", "agent");
+        NodeAgent::new(ctx, own, self.store_tx.subscribe()).start()
+    }
+
+    fn running(&self, ds: &str) -> Vec<Instance> {
+        self.fake
+            .instances()
+            .into_iter()
+            .filter(|i| i.daemonset == ds && i.state == InstanceState::Running)
+            .collect()
+    }
+}
+
+async fn eventually<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+    for _ in 0..200 {
+        if let Some(v) = check() {
+            return v;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+fn apply(ds: crate::spec::DaemonSet) -> Command {
+    Command::Apply {
+        daemonsets: vec![ds],
+        at: 0,
+    }
+}
+
+#[test]
+fn converges_restarts_with_back_off_adopts_and_removes() {
+    let mut h = Harness::new();
+    let first_id = actix::System::new().block_on(async {
+        h.start_agent();
+        h.commit(apply(daemonset("logs", "")));
+        let id = eventually("one running instance", || {
+            let r = h.running("logs");
+            (r.len() == 1).then(|| r[0].id.clone())
+        })
+        .await;
+        eventually("Running and ready", || {
+            h.sink.get("logs").filter(|s| s.state == "Running" && s.ready)
+        })
+        .await;
+
+        // First crash: restarted at once and counted.
+        h.fake.crash(&id, 1);
+        let second = eventually("a restart", || {
+            let r = h.running("logs");
+            (r.len() == 1 && r[0].id != id).then(|| r[0].id.clone())
+        })
+        .await;
+        let s = eventually("restart counted", || {
+            h.sink.get("logs").filter(|s| s.restarts == 1)
+        })
+        .await;
+        assert!(s.last_error.unwrap_or_default().contains("exited with code 1"));
+        // Second crash: CrashLoopBackOff, then a restart once the back-off passes.
+        h.fake.crash(&second, 2);
+        eventually("CrashLoopBackOff", || {
+            h.sink.get("logs").filter(|s| s.state == "CrashLoopBackOff")
+        })
+        .await;
+        let third = eventually("restart after back-off", || {
+            let r = h.running("logs");
+            (r.len() == 1 && r[0].id != second).then(|| r[0].id.clone())
+        })
+        .await;
+        assert_eq!(h.fake.instances().len(), 1, "crashed instances are removed");
+        third
+    });
+
+    // A new agent (as after a restart) adopts the running instance: no create at all.
+    let creates = h.fake.create_count();
+    actix::System::new().block_on(async {
+        h.start_agent();
+        // An orphan of a DaemonSet the store does not have.
+        let mut orphan = h.fake.spec_of(&first_id).expect("spec");
+        orphan.daemonset = "gone".into();
+        h.fake.insert_running(&orphan);
+        eventually("Running after adoption", || {
+            h.sink.get("logs").filter(|s| s.state == "Running")
+        })
+        .await;
+        eventually("the orphan removed", || {
+            h.running("gone").is_empty().then_some(())
+        })
+        .await;
+        assert_eq!(h.fake.create_count(), creates, "adoption creates nothing");
+        assert_eq!(h.running("logs")[0].id, first_id);
+
+        // A label change deselects the node: the instance goes, and so does the status.
+        h.commit(Command::LabelNode {
+            node: "n1".into(),
+            set: BTreeMap::new(),
+            remove: ["role".to_string()].into(),
+        });
+        eventually("instance removed", || h.fake.instances().is_empty().then_some(())).await;
+        eventually("status withdrawn", || h.sink.get("logs").is_none().then_some(())).await;
+
+        // Selected again: back it comes.
+        h.commit(Command::LabelNode {
+            node: "n1".into(),
+            set: [("role".to_string(), "agent".to_string())].into(),
+            remove: Default::default(),
+        });
+        eventually("instance back", || (h.running("logs").len() == 1).then_some(())).await;
+
+        // Deleted: removed.
+        h.commit(Command::Delete { name: "logs".into() });
+        eventually("deleted instance removed", || {
+            h.fake.instances().is_empty().then_some(())
+        })
+        .await;
+    });
+}
+
+#[test]
+fn image_pull_errors_and_probes_show_in_the_status() {
+    let mut h = Harness::new();
+    actix::System::new().block_on(async {
+        h.start_agent();
+        h.fake.set_image_missing("agent:1");
+        h.commit(apply(daemonset("pull", "")));
+        let s = eventually("ErrImagePull", || {
+            h.sink.get("pull").filter(|s| s.state == "ErrImagePull")
+        })
+        .await;
+        assert!(s.last_error.unwrap_or_default().contains("agent:1"));
+        h.fake.restore_image("agent:1");
+        eventually("Running once the image exists", || {
+            h.sink.get("pull").filter(|s| s.state == "Running")
+        })
+        .await;
+
+        let probes =
+            "        readinessProbe: {exec: {command: [ready]}, periodSeconds: 1, failureThreshold: 1}
+        livenessProbe: {exec: {command: [alive]}, periodSeconds: 1, failureThreshold: 2}
+";
+        let mut ds = daemonset("probed", "");
+        let extra = daemonset("probed", probes);
+        ds.spec.template = extra.spec.template;
+        h.commit(apply(ds));
+        let id = eventually("probed running", || {
+            let r = h.running("probed");
+            (r.len() == 1).then(|| r[0].id.clone())
+        })
+        .await;
+        eventually("ready", || h.sink.get("probed").filter(|s| s.ready)).await;
+        // Exec probes fail: not ready, then restarted by liveness.
+        h.fake.set_exec_code(&id, 1);
+        eventually("not ready", || h.sink.get("probed").filter(|s| !s.ready)).await;
+        eventually("liveness restart", || {
+            let r = h.running("probed");
+            (r.len() == 1 && r[0].id != id).then_some(())
+        })
+        .await;
+        let s = h.sink.get("probed").unwrap();
+        assert!(s.last_error.unwrap_or_default().contains("Liveness probe failed"));
+    });
+}
