@@ -203,7 +203,10 @@ fn nodes_started_together_form_one_cluster_and_any_node_takes_writes() {
         "{text}"
     );
     assert!(text.contains("runs here"), "{text}");
-    assert!(text.contains("TemplateChanged") && text.contains("new revision 2 (agent:2)"), "{text}");
+    assert!(
+        text.contains("TemplateChanged") && text.contains("new revision 2 (agent:2)"),
+        "{text}"
+    );
 
     // Invalid input is refused whole: nothing stored.
     let bad = dir.join("bad.yaml");

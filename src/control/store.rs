@@ -434,7 +434,11 @@ mod tests {
         let mut s = Store::default();
         apply(&mut s, &ds("agent", "agent:1"));
         apply(&mut s, &ds("agent", "agent:2"));
-        let reasons: Vec<&str> = s.daemonsets["agent"].events.iter().map(|e| e.reason.as_str()).collect();
+        let reasons: Vec<&str> = s.daemonsets["agent"]
+            .events
+            .iter()
+            .map(|e| e.reason.as_str())
+            .collect();
         assert_eq!(reasons, vec!["Created", "TemplateChanged"]);
         assert!(s.daemonsets["agent"].events[1].message.contains("agent:2"));
         for i in 0..30 {
