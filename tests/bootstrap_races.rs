@@ -123,15 +123,27 @@ impl Case {
     async fn start(&self, i: usize) -> TestNode {
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
         let (raft_tx, raft_rx) = oneshot::channel::<Raft>();
-        let task = tokio::spawn(everynode::node::run_observed(
-            self.config(i),
-            async move {
-                let _ = stop_rx.await;
-            },
-            move |raft| {
-                let _ = raft_tx.send(raft);
-            },
-        ));
+        let config = self.config(i);
+        // A node runs its agent's actors, which need an actix System: each node gets its own,
+        // on its own thread, as `everynode agent` does.
+        let task = tokio::task::spawn_blocking(move || {
+            let system = actix::System::with_tokio_rt(|| {
+                tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(1)
+                    .enable_all()
+                    .build()
+                    .expect("building a node runtime")
+            });
+            system.block_on(everynode::node::run_observed(
+                config,
+                async move {
+                    let _ = stop_rx.await;
+                },
+                move |raft| {
+                    let _ = raft_tx.send(raft);
+                },
+            ))
+        });
         let raft = match raft_rx.await {
             Ok(raft) => raft,
             Err(_) => panic!(
