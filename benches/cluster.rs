@@ -4,6 +4,8 @@
 //! `BENCH_NODES` (default 100), `BENCH_SETTLE_SECS` (steady state before a kill, default 3),
 //! `BENCH_IDLE_SECS` (idle agent sampling, default 60), `BENCH_GOSSIP_MS` (default: the product's).
 
+mod common;
+
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -12,6 +14,8 @@ use std::time::{Duration, Instant};
 use chitchat::transport::ChannelTransport;
 use everynode::config::{AgentFlags, NodeConfig};
 use everynode::membership::{keys, MemberState, Membership, MembershipConfig};
+
+use common::{env_u64, percentile, verdict};
 
 /// The largest UDP payload, so the simulation refuses exactly the messages real UDP would.
 const UDP_MTU: usize = 65_507;
@@ -26,38 +30,12 @@ const TARGET_FAILURE_SEEN: Duration = Duration::from_secs(3);
 const TARGET_RSS_MB: f64 = 20.0;
 const TARGET_CPU_PERCENT: f64 = 1.0;
 
-fn env_u64(name: &str, default: u64) -> u64 {
-    match std::env::var(name) {
-        Ok(raw) => raw
-            .parse()
-            .unwrap_or_else(|_| panic!("{name}={raw:?} is not a whole number")),
-        Err(_) => default,
-    }
-}
-
 fn gossip_addr(i: usize) -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 10_000 + i as u16))
 }
 
 fn node_name(i: usize) -> String {
     format!("node-{i:03}")
-}
-
-/// Nearest-rank percentile: with 10 samples p99 is the slowest run, never an interpolation
-/// that flatters it.
-fn percentile(samples: &[Duration], p: f64) -> Duration {
-    let mut sorted = samples.to_vec();
-    sorted.sort();
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
-}
-
-fn verdict(pass: bool) -> &'static str {
-    if pass {
-        "PASS"
-    } else {
-        "MISS"
-    }
 }
 
 /// Starts `n` nodes seeded with node 0, as an operator would start a fleet.

@@ -9,6 +9,8 @@
 //! are those of the control plane alone: validation, forwarding, Raft replication and the fsyncs
 //! of the log and the state machine, not of containers starting.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::os::unix::process::CommandExt;
@@ -21,6 +23,8 @@ use std::time::{Duration, Instant};
 use everynode::config::{AgentFlags, NodeConfig};
 use serde_json::{json, Value};
 
+use common::{env_u64, percentile, verdict};
+
 /// How often cluster state is polled while waiting; fine enough for second-scale waits.
 const POLL: Duration = Duration::from_millis(50);
 /// Only bounds a broken run; a healthy cluster forms or heals in seconds.
@@ -31,31 +35,6 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 const TARGET_FAILOVER_P50: Duration = Duration::from_secs(1);
 const TARGET_WRITE_P99: Duration = Duration::from_millis(20);
 const TARGET_WRITES_PER_SEC: f64 = 500.0;
-
-fn env_u64(name: &str, default: u64) -> u64 {
-    match std::env::var(name) {
-        Ok(raw) => raw
-            .parse()
-            .unwrap_or_else(|_| panic!("{name}={raw:?} is not a whole number")),
-        Err(_) => default,
-    }
-}
-
-/// Nearest-rank percentile, as in `benches/cluster.rs`: never an interpolation that flatters.
-fn percentile(samples: &[Duration], p: f64) -> Duration {
-    let mut sorted = samples.to_vec();
-    sorted.sort();
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
-}
-
-fn verdict(pass: bool) -> &'static str {
-    if pass {
-        "PASS"
-    } else {
-        "MISS"
-    }
-}
 
 fn ms(d: Duration) -> String {
     format!("{:.1} ms", d.as_secs_f64() * 1000.0)

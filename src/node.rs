@@ -29,7 +29,7 @@ use crate::membership::{keys, Membership, MembershipConfig};
 use crate::runtime::docker::DockerRuntime;
 use crate::runtime::process::ProcessRuntime;
 use crate::runtime::{self, ContainerRuntime, RuntimeKind};
-use crate::scheduling::node::NodeInfo;
+use crate::scheduling::node::{builtin_labels, go_arch, NodeInfo};
 
 /// File in the data dir that keeps the node id across restarts.
 const NODE_ID_FILE: &str = "node-id";
@@ -235,30 +235,13 @@ pub async fn shutdown_signal() {
 /// User labels plus the builtin ones Kubernetes sets on every node; builtins win so that
 /// placement on `kubernetes.io/hostname` always means this node.
 pub fn node_labels(node_id: &str, user: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+    let builtin = builtin_labels(node_id, std::env::consts::OS, go_arch(std::env::consts::ARCH));
+    for key in builtin.keys().filter(|k| user.contains_key(*k)) {
+        warn!(label = %key, "ignoring a user label that overrides a builtin label");
+    }
     let mut labels = user.clone();
-    for key in ["kubernetes.io/hostname", "kubernetes.io/os", "kubernetes.io/arch"] {
-        if user.contains_key(key) {
-            warn!(
-                label = key,
-                "ignoring a user label that overrides a builtin label"
-            );
-        }
-    }
-    labels.insert("kubernetes.io/hostname".into(), node_id.into());
-    labels.insert("kubernetes.io/os".into(), std::env::consts::OS.into());
-    labels.insert("kubernetes.io/arch".into(), kube_arch().into());
+    labels.extend(builtin);
     labels
-}
-
-/// Kubernetes names architectures as Go does.
-fn kube_arch() -> &'static str {
-    match std::env::consts::ARCH {
-        "x86_64" => "amd64",
-        "aarch64" => "arm64",
-        "x86" => "386",
-        "powerpc64" => "ppc64le",
-        other => other,
-    }
 }
 
 /// Creates the data dir and holds an exclusive lock on it for the life of the node, so two

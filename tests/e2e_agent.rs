@@ -2,57 +2,15 @@
 
 mod support;
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde_json::Value;
 use support::{wait_until, Cluster, Node};
 
-/// Records of the instances the process runtime keeps for a node: id -> pid (also the pgid).
-fn instances(node: &Node) -> BTreeMap<String, i32> {
-    records(&node.data_dir)
-}
-
-fn records(data_dir: &Path) -> BTreeMap<String, i32> {
-    let dir = data_dir.join("process").join("instances");
-    let mut out = BTreeMap::new();
-    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if name.ends_with(".exit.json") || !name.ends_with(".json") {
-            continue;
-        }
-        let Ok(bytes) = std::fs::read(entry.path()) else {
-            continue;
-        };
-        let Ok(v) = serde_json::from_slice::<Value>(&bytes) else {
-            continue;
-        };
-        if let (Some(id), Some(pid)) = (v["id"].as_str(), v["pid"].as_i64()) {
-            out.insert(id.to_string(), pid as i32);
-        }
-    }
-    out
-}
-
 fn alive(pid: i32) -> bool {
     // SAFETY: signal 0 only checks that the process exists.
     unsafe { libc::kill(pid, 0) == 0 }
-}
-
-/// Kills every instance process the agents started, even when the test panics: instances
-/// outlive their agent by design.
-struct Reaper(Vec<PathBuf>);
-
-impl Drop for Reaper {
-    fn drop(&mut self) {
-        for dir in &self.0 {
-            for pid in records(dir).values() {
-                // SAFETY: signalling the process group the process runtime created.
-                unsafe { libc::kill(-pid, libc::SIGKILL) };
-            }
-        }
-    }
 }
 
 fn manifest(dir: &Path, name: &str, out_dir: &Path) -> PathBuf {
@@ -120,7 +78,6 @@ fn process_runtime_converges_recreates_adopts_and_removes() {
     let out_dir = cluster.root.path().join("out");
     std::fs::create_dir_all(&out_dir).unwrap();
     let file = manifest(cluster.root.path(), "echo", &out_dir);
-    let _reaper = Reaper(cluster.nodes.iter().map(|n| n.data_dir.clone()).collect());
 
     wait_until("apply accepted", Duration::from_secs(60), || {
         let out = cluster.nodes[0].cli(&["apply", "-f", file.to_str().unwrap()]);
@@ -139,7 +96,7 @@ fn process_runtime_converges_recreates_adopts_and_removes() {
         assert_eq!(text.trim(), n, "the env holds the node name");
     }
     for node in &cluster.nodes {
-        assert_eq!(instances(node).len(), 1, "{}: exactly one instance", node.name);
+        assert_eq!(node.instances().len(), 1, "{}: exactly one instance", node.name);
     }
     // Logs of node-2's instance, read through node-0's API.
     let out = cluster.nodes[0].cli(&["logs", "echo", "--node", "node-2", "--tail", "5"]);
@@ -150,11 +107,11 @@ fn process_runtime_converges_recreates_adopts_and_removes() {
     assert_eq!(&row[..6], ["echo", "3", "3", "3", "3", "3"], "{ds_table}");
 
     // A process killed by hand is recreated, counted as a restart.
-    let (old_id, pid) = instances(&cluster.nodes[0]).into_iter().next().unwrap();
+    let (old_id, pid) = cluster.nodes[0].instances().into_iter().next().unwrap();
     // SAFETY: killing the instance's process group.
     unsafe { libc::kill(-pid, libc::SIGKILL) };
     wait_until("the killed instance is replaced", Duration::from_secs(20), || {
-        let now = instances(&cluster.nodes[0]);
+        let now = cluster.nodes[0].instances();
         let fresh = now
             .iter()
             .filter(|(id, pid)| **id != old_id && alive(**pid))
@@ -176,11 +133,11 @@ fn process_runtime_converges_recreates_adopts_and_removes() {
     });
 
     // An agent restart adopts its instance: same id, same process.
-    let before = instances(&cluster.nodes[1]);
+    let before = cluster.nodes[1].instances();
     cluster.nodes[1].stop();
     cluster.nodes[1].start();
     wait_running(&cluster.nodes[1], "echo", &names);
-    let after = instances(&cluster.nodes[1]);
+    let after = cluster.nodes[1].instances();
     assert_eq!(before, after, "the restarted agent kept its instance");
     assert!(after.values().all(|pid| alive(*pid)));
 
@@ -188,7 +145,7 @@ fn process_runtime_converges_recreates_adopts_and_removes() {
     let out = cluster.nodes[1].cli(&["drain", "node-0"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(
-        instances(&cluster.nodes[0]).is_empty(),
+        cluster.nodes[0].instances().is_empty(),
         "drain waits until the instance is gone"
     );
     let ds_table = String::from_utf8_lossy(&cluster.nodes[2].cli(&["get", "ds"]).stdout).into_owned();
@@ -205,7 +162,7 @@ fn process_runtime_converges_recreates_adopts_and_removes() {
         let left: Vec<_> = cluster
             .nodes
             .iter()
-            .map(instances)
+            .map(Node::instances)
             .filter(|i| !i.is_empty())
             .collect();
         let pods = pods(&cluster.nodes[0])?;

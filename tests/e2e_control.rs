@@ -350,6 +350,7 @@ fn a_dead_voter_is_replaced_after_the_grace_period_and_a_wiped_node_rejoins() {
     );
 
     // The replaced node comes back with a wiped data dir: a new member identity, same name.
+    cluster.nodes[idx].kill_instances();
     std::fs::remove_dir_all(&cluster.nodes[idx].data_dir).unwrap();
     cluster.nodes[idx].start();
     let node = &cluster.nodes[idx];

@@ -525,7 +525,7 @@ pub async fn cluster(State(s): State<ApiState>) -> Json<ClusterView> {
             .map(|x| x.name.clone());
         let voters = members
             .iter()
-            .filter(|x| x.role == roles::LEADER || x.role == roles::VOTER)
+            .filter(|x| roles::votes(&x.role))
             .map(|x| x.name.clone())
             .collect();
         (leader, voters)

@@ -64,6 +64,11 @@ pub const VOTER: &str = "voter";
 pub const LEARNER: &str = "learner";
 pub const NON_VOTER: &str = "non-voter";
 
+/// Whether a published role is a vote in the Raft group, as nodes outside it see voters.
+pub fn votes(role: &str) -> bool {
+    matches!(role, LEADER | VOTER)
+}
+
 /// Whether a published role means "this node belongs to a formed cluster".
 pub fn in_raft(role: &str) -> bool {
     matches!(role, LEADER | VOTER | LEARNER)

@@ -160,7 +160,7 @@ impl Writer {
             if raft_voters.is_empty() {
                 members
                     .iter()
-                    .filter(|m| m.role == super::controller::LEADER || m.role == super::controller::VOTER)
+                    .filter(|m| super::controller::votes(&m.role))
                     .map(|m| m.name.clone())
                     .collect()
             } else {

@@ -1,7 +1,7 @@
 //! Test harness: real `everynode agent` processes on loopback with free ports, condition waits, and cleanup even on panic.
 #![allow(dead_code)]
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::fs;
 use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpListener, UdpSocket};
@@ -198,24 +198,47 @@ impl Node {
 }
 
 impl Node {
+    /// The instances the process runtime keeps records of for this node: id -> pid, which is
+    /// also the process group id.
+    pub fn instances(&self) -> BTreeMap<String, i32> {
+        let dir = self.data_dir.join("process").join("instances");
+        let mut out = BTreeMap::new();
+        for entry in fs::read_dir(dir).into_iter().flatten().flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.ends_with(".exit.json") || !name.ends_with(".json") {
+                continue;
+            }
+            let record = fs::read(entry.path())
+                .ok()
+                .and_then(|b| serde_json::from_slice::<Value>(&b).ok());
+            if let Some(v) = record {
+                if let (Some(id), Some(pid)) = (v["id"].as_str(), v["pid"].as_i64()) {
+                    out.insert(id.to_string(), pid as i32);
+                }
+            }
+        }
+        out
+    }
+
     /// Kills the process groups of every instance the process runtime started for this node.
     /// Instances outlive their agent by design, so a test must end them itself.
     pub fn kill_instances(&self) {
-        let dir = self.data_dir.join("process").join("instances");
-        let Ok(entries) = fs::read_dir(&dir) else { return };
-        for entry in entries.flatten() {
-            let path = entry.path();
-            if path.to_string_lossy().ends_with(".exit.json") {
+        let mut groups: Vec<i32> = self.instances().into_values().collect();
+        // An agent killed between starting an instance and writing its record leaves no record;
+        // such a process is still found by its output, which goes to this node's log dir.
+        let logs = self.data_dir.join("process").join("logs");
+        for entry in fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
                 continue;
+            };
+            let out = fs::read_link(entry.path().join("fd/1")).unwrap_or_default();
+            if out.starts_with(&logs) {
+                groups.push(pid);
             }
-            let pid = fs::read(&path)
-                .ok()
-                .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
-                .and_then(|v| v["pid"].as_i64());
-            if let Some(pid) = pid.filter(|p| *p > 1) {
-                // SAFETY: signalling a process group this test's agents created.
-                unsafe { libc::kill(-(pid as i32), libc::SIGKILL) };
-            }
+        }
+        for pid in groups.into_iter().filter(|p| *p > 1) {
+            // SAFETY: signalling process groups this test's agents created.
+            unsafe { libc::kill(-pid, libc::SIGKILL) };
         }
     }
 }
