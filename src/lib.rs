@@ -9,6 +9,7 @@
 //! - [`control`]: the Raft control plane; so far the rules for forming the cluster and choosing voters.
 //! - [`error`]: the bad-input error type that the binary maps to exit code 2.
 //! - [`membership`]: the chitchat gossip wrapper: who is alive, and each node's published keys.
+//! - [`rollout`]: rolling updates: the leader's wave planner and the loop that commits its grants.
 //! - [`runtime`]: container runtimes; for now the choice between Docker and child processes.
 //! - [`node`]: wires one running node together (data dir, gossip, API) and shuts it down.
 //! - [`api`]: the HTTP JSON API every node serves, with health and Prometheus metrics.
@@ -23,6 +24,7 @@ pub mod control;
 pub mod error;
 pub mod membership;
 pub mod node;
+pub mod rollout;
 pub mod runtime;
 pub mod scheduling;
 pub mod spec;

@@ -26,6 +26,7 @@ use crate::control::writer::Writer;
 use crate::control::{self, distribute};
 use crate::error::InputError;
 use crate::membership::{keys, Membership, MembershipConfig};
+use crate::rollout;
 use crate::runtime::docker::DockerRuntime;
 use crate::runtime::process::ProcessRuntime;
 use crate::runtime::{self, ContainerRuntime, RuntimeKind};
@@ -162,6 +163,11 @@ pub async fn run_observed(
             ..ControlSettings::default()
         },
     };
+    tokio::spawn(rollout::driver::run(
+        raft.clone(),
+        applied.clone(),
+        membership.clone(),
+    ));
     tokio::spawn(controller.run(replica.clone(), applied));
     tokio::spawn(distribute::run(
         replica.clone(),

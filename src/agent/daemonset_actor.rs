@@ -210,7 +210,9 @@ impl Pass {
                         if let Some(s) = d.specs.first() {
                             self.grace = s.termination_grace;
                         }
-                        Some(d.as_ref().clone())
+                        let mut d = d.as_ref().clone();
+                        d.keep_outdated = d.surge && !self.surged_available(&d, &actual, now);
+                        Some(d)
                     }
                     Want::Invalid(_) | Want::Retire => None,
                 };
@@ -314,6 +316,27 @@ impl Pass {
             acted,
             retired,
         }
+    }
+
+    /// Whether every container of `d` runs an instance of exactly its spec that has been ready
+    /// for `minReadySeconds`: then a surged rollout may remove the outdated instances.
+    fn surged_available(&self, d: &Desired, actual: &[crate::runtime::Instance], now: SystemTime) -> bool {
+        let all_ready = d.specs.iter().zip(&d.containers).all(|(spec, container)| {
+            let hash = spec.spec_hash();
+            actual.iter().any(|i| {
+                i.revision == spec.revision
+                    && i.spec_hash.as_deref() == Some(hash.as_str())
+                    && i.state.is_running()
+                    && self
+                        .probes
+                        .get(&spec.container_name)
+                        .is_some_and(|p| p.instance == i.id && p.ready(container))
+            })
+        });
+        all_ready
+            && self
+                .ready_since
+                .is_some_and(|s| s.saturating_add(d.min_ready_secs) <= unix(now))
     }
 
     fn status(&self, phase: Phase, revision: &str, ready: bool, started_at: Option<u64>) -> PodStatus {

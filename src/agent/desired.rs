@@ -8,11 +8,15 @@ use crate::runtime::{self, InstanceSpec, MountSpec, PortSpec};
 use crate::spec::container::{Container, Protocol};
 use crate::spec::PodTemplateSpec;
 
-/// The revision this node may run. For now always the DaemonSet's current one; the rollout
-/// planner will grant revisions per node, and only this function will have to change.
-pub fn granted_revision<'a>(_store: &Store, record: &'a DaemonSetRecord, _node: &str) -> &'a Revision {
-    record.current_revision()
+/// The revision this node may run: the one the leader's rollout planner granted it (see
+/// [`DaemonSetRecord::granted_revision`]).
+pub fn granted_revision<'a>(_store: &Store, record: &'a DaemonSetRecord, node: &str) -> &'a Revision {
+    record.granted_revision(node)
 }
+
+/// Instance label carrying the `delete pod` count of this node, so a deleted instance is
+/// replaced even when its revision stays the same.
+pub const POD_GENERATION_LABEL: &str = "everynode.io/pod-generation";
 
 /// Everything one DaemonSet wants on this node: one instance per container of the template.
 #[derive(Debug, Clone, PartialEq)]
@@ -23,9 +27,26 @@ pub struct Desired {
     pub containers: Vec<Container>,
     /// `minReadySeconds`, for the available count.
     pub min_ready_secs: u64,
+    /// Rolling update with `maxSurge`: a new revision starts beside the old instance.
+    pub surge: bool,
+    /// Set by the actor for one pass while the surged new instance is not yet available:
+    /// outdated running instances are kept until it is.
+    pub keep_outdated: bool,
 }
 
 impl Desired {
+    /// Marks every spec with the node's `delete pod` count (nothing when it is 0, so specs made
+    /// before any delete keep their hash).
+    pub fn with_pod_generation(mut self, generation: u64) -> Self {
+        if generation > 0 {
+            for s in &mut self.specs {
+                s.labels
+                    .insert(POD_GENERATION_LABEL.to_string(), generation.to_string());
+            }
+        }
+        self
+    }
+
     /// The revision hash every spec carries.
     pub fn revision(&self) -> &str {
         self.specs.first().map(|s| s.revision.as_str()).unwrap_or("")
@@ -51,6 +72,8 @@ pub fn desired(
         specs,
         containers: template.spec.containers.clone(),
         min_ready_secs: 0,
+        surge: false,
+        keep_outdated: false,
     })
 }
 

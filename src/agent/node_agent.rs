@@ -16,6 +16,7 @@ use crate::runtime::RuntimeError;
 use crate::scheduling::node::NodeInfo;
 use crate::scheduling::placement::should_run;
 use crate::scheduling::{Taint, TaintEffect};
+use crate::spec::Strategy;
 
 /// Decides, for one DaemonSet, whether this node runs it now.
 ///
@@ -106,8 +107,13 @@ impl NodeAgent {
                     &rev.hash,
                     &rev.template,
                 ) {
-                    Ok(mut d) => {
+                    Ok(d) => {
+                        let mut d = d.with_pod_generation(record.rollout.pod_generation(&settings.node));
                         d.min_ready_secs = ds.spec.min_ready().as_secs();
+                        d.surge = matches!(
+                            Strategy::from_spec(&ds.spec.update_strategy).budget(1),
+                            Some(b) if b.max_surge > 0
+                        );
                         Want::Run(Box::new(d))
                     }
                     Err(e) => Want::Invalid(e.to_string()),

@@ -191,7 +191,8 @@ pub fn reconcile(
     let empty = Slot::default();
     for spec in specs {
         let slot = slots.get(&spec.container_name).unwrap_or(&empty);
-        let (plan, mut steps) = container(spec, actual, slot, now);
+        let keep_outdated = desired.is_some_and(|d| d.keep_outdated);
+        let (plan, mut steps) = container(spec, actual, slot, keep_outdated, now);
         containers.push(plan);
         actions.append(&mut steps);
     }
@@ -214,6 +215,7 @@ fn container(
     spec: &InstanceSpec,
     actual: &[Instance],
     slot: &Slot,
+    keep_outdated: bool,
     now: SystemTime,
 ) -> (ContainerPlan, Vec<Action>) {
     let hash = spec.spec_hash();
@@ -235,9 +237,12 @@ fn container(
                 .max_by_key(|i| (i.started_at, i.id.clone()))
         })
         .copied();
+    // With surge, a running outdated instance serves until the new one is available.
+    let held = |i: &Instance| keep_outdated && !matches(i) && i.state.is_running();
+    let replacing = mine.iter().any(|i| !matches(i));
     let mut actions: Vec<Action> = mine
         .iter()
-        .filter(|i| Some(i.id.as_str()) != keeper.map(|k| k.id.as_str()))
+        .filter(|i| Some(i.id.as_str()) != keeper.map(|k| k.id.as_str()) && !held(i))
         .map(|i| Action::Remove {
             id: i.id.clone(),
             grace,
@@ -278,8 +283,9 @@ fn container(
             }
         },
         None if slot.may_create(now) => {
-            // One that vanished (removed by hand) is recreated as a restart.
-            actions.push(create(slot.last_id.is_some()));
+            // One that vanished (removed by hand) is recreated as a restart; one that replaces
+            // another revision or spec is a new instance.
+            actions.push(create(slot.last_id.is_some() && !replacing));
             (Phase::ContainerCreating, None)
         }
         None if slot.waiting.is_some() || slot.last_id.is_some() => (waiting(), None),

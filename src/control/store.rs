@@ -5,11 +5,14 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 
 use super::replica::Versioned;
+use crate::rollout::state::{Failure, Grant, RolloutState};
 use crate::scheduling::{Taint, TaintEffect};
-use crate::spec::{revision_hash, DaemonSet, PodTemplateSpec};
+use crate::spec::{revision_hash, DaemonSet, OnFailure, PodTemplateSpec, RolloutPolicy};
 
 /// Annotation whose value is recorded as a revision's change cause, as kubectl does.
 pub const CHANGE_CAUSE: &str = "kubernetes.io/change-cause";
+/// Template annotation `rollout restart` sets, the one kubectl uses.
+pub const RESTARTED_AT: &str = "kubectl.kubernetes.io/restartedAt";
 
 /// Everything the leader owns. `version` is the Raft index it was applied up to.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -42,6 +45,9 @@ pub struct DaemonSetRecord {
     /// What happened to the DaemonSet lately, newest last, at most [`MAX_EVENTS`].
     #[serde(default)]
     pub events: Vec<Event>,
+    /// Which revision each node may run, and the rollout's pause and failure.
+    #[serde(default)]
+    pub rollout: RolloutState,
 }
 
 /// Events kept per DaemonSet; older ones are dropped, as Kubernetes expires them.
@@ -86,6 +92,21 @@ impl DaemonSetRecord {
         self.revisions
             .last()
             .expect("a stored DaemonSet always has a revision")
+    }
+
+    /// The revision `node` may run: its grant, else the rollout's baseline, else the current
+    /// one (also when the history no longer has the granted revision).
+    pub fn granted_revision(&self, node: &str) -> &Revision {
+        let current = self.current_revision();
+        let target = self.rollout.target(node, &current.hash);
+        self.revisions
+            .iter()
+            .find(|r| r.hash == target)
+            .unwrap_or(current)
+    }
+
+    pub fn revision_by_hash(&self, hash: &str) -> Option<&Revision> {
+        self.revisions.iter().find(|r| r.hash == hash)
     }
 }
 
@@ -163,6 +184,41 @@ pub enum Command {
     ForgetNode {
         node: String,
     },
+    /// One step of the rollout planner, valid only against the rollout state `seq` it was
+    /// computed from and the current revision `revision`.
+    RolloutStep {
+        name: String,
+        seq: u64,
+        revision: String,
+        grant: Vec<String>,
+        failure: Option<Failure>,
+        complete: bool,
+        at: u64,
+    },
+    /// `rollout pause` (true) or `resume` (false); resuming also clears a paused failure.
+    PauseRollout {
+        name: String,
+        paused: bool,
+        at: u64,
+    },
+    /// `rollout undo`: the template of revision `to_revision` (default: the one before the
+    /// current) becomes current again, under a new number.
+    Undo {
+        name: String,
+        to_revision: Option<u64>,
+        at: u64,
+    },
+    /// `rollout restart`: a new revision with the same template and a `restartedAt` annotation.
+    RestartRollout {
+        name: String,
+        at: u64,
+    },
+    /// `delete pod`: the node replaces its instance, at the current revision.
+    DeletePod {
+        name: String,
+        node: String,
+        at: u64,
+    },
 }
 
 /// What happened to an applied object, as kubectl words it.
@@ -236,6 +292,96 @@ impl Store {
             }
             Command::ForgetNode { node } => {
                 self.nodes.remove(node);
+                for record in self.daemonsets.values_mut() {
+                    record.rollout.grants.remove(node);
+                    record.rollout.pod_generations.remove(node);
+                }
+                Response::Ok
+            }
+            Command::RolloutStep {
+                name,
+                seq,
+                revision,
+                grant,
+                failure,
+                complete,
+                at,
+            } => self.rollout_step(name, *seq, revision, grant, failure.as_ref(), *complete, *at),
+            Command::PauseRollout { name, paused, at } => {
+                let Some(record) = self.daemonsets.get_mut(name) else {
+                    return Response::NotFound { name: name.clone() };
+                };
+                let r = &mut record.rollout;
+                r.paused = *paused;
+                r.seq += 1;
+                let mut message = if *paused {
+                    "rollout paused"
+                } else {
+                    "rollout resumed"
+                }
+                .to_string();
+                if !*paused {
+                    if let Some(f) = r.failure.take_if(|f| f.rolled_back_to.is_none()) {
+                        message.push_str(&format!(
+                            "; the failure on {} is cleared and its nodes get a new deadline",
+                            f.nodes.join(", ")
+                        ));
+                    }
+                    let current = record
+                        .revisions
+                        .last()
+                        .map(|r| r.hash.clone())
+                        .unwrap_or_default();
+                    for g in r.grants.values_mut().filter(|g| g.revision == current) {
+                        g.at = *at;
+                    }
+                }
+                let reason = if *paused { "Paused" } else { "Resumed" };
+                record.record_event(*at, reason, message);
+                Response::Ok
+            }
+            Command::Undo {
+                name,
+                to_revision,
+                at,
+            } => self.undo(name, *to_revision, *at),
+            Command::RestartRollout { name, at } => {
+                let Some(record) = self.daemonsets.get(name) else {
+                    return Response::NotFound { name: name.clone() };
+                };
+                let mut ds = record.daemonset.clone();
+                ds.spec
+                    .template
+                    .metadata
+                    .annotations
+                    .insert(RESTARTED_AT.into(), rfc3339(*at));
+                let applied = self.apply_daemonset(&ds, *at);
+                Response::Applied {
+                    results: vec![applied],
+                }
+            }
+            Command::DeletePod { name, node, at } => {
+                let Some(record) = self.daemonsets.get_mut(name) else {
+                    return Response::NotFound { name: name.clone() };
+                };
+                let current = record.current_revision().hash.clone();
+                let r = &mut record.rollout;
+                *r.pod_generations.entry(node.clone()).or_default() += 1;
+                if r.in_progress() && r.target(node, &current) != current {
+                    r.grants.insert(
+                        node.clone(),
+                        Grant {
+                            revision: current,
+                            at: *at,
+                        },
+                    );
+                }
+                r.seq += 1;
+                record.record_event(
+                    *at,
+                    "PodDeleted",
+                    format!("instance on node {node} deleted; it is replaced at the current revision"),
+                );
                 Response::Ok
             }
             Command::DrainNode { node, drained } => {
@@ -277,6 +423,142 @@ impl Store {
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
+    fn rollout_step(
+        &mut self,
+        name: &str,
+        seq: u64,
+        revision: &str,
+        grant: &[String],
+        failure: Option<&Failure>,
+        complete: bool,
+        at: u64,
+    ) -> Response {
+        let Some(record) = self.daemonsets.get_mut(name) else {
+            return Response::NotFound {
+                name: name.to_string(),
+            };
+        };
+        if record.rollout.seq != seq || record.current_revision().hash != revision {
+            return Response::Conflict {
+                message: format!("rollout step for {name} was planned on an older state; planning again"),
+            };
+        }
+        let current = record.current_revision().clone();
+        let r = &mut record.rollout;
+        r.seq += 1;
+        if !grant.is_empty() {
+            r.wave += 1;
+            for node in grant {
+                r.grants.insert(
+                    node.clone(),
+                    Grant {
+                        revision: current.hash.clone(),
+                        at,
+                    },
+                );
+            }
+            let wave = r.wave;
+            record.record_event(
+                at,
+                "RolloutWave",
+                format!(
+                    "wave {wave}: revision {} granted to {}",
+                    current.number,
+                    grant.join(", ")
+                ),
+            );
+        }
+        if complete {
+            let r = &mut record.rollout;
+            r.baseline = None;
+            r.grants.clear();
+            record.record_event(
+                at,
+                "RolloutComplete",
+                format!("every eligible node runs revision {}", current.number),
+            );
+        }
+        let Some(failure) = failure else {
+            return Response::Ok;
+        };
+        let mut failure = failure.clone();
+        record.record_event(at, "RolloutFailed", failure.reason.clone());
+        let policy = RolloutPolicy::of(&record.daemonset.metadata.annotations);
+        let back_to = record
+            .rollout
+            .baseline
+            .as_ref()
+            .filter(|b| **b != current.hash)
+            .and_then(|b| record.revision_by_hash(b))
+            .map(|r| r.number);
+        match (policy.on_failure, back_to) {
+            (OnFailure::Rollback, Some(number)) => {
+                record.rollout.failure = Some(failure.clone());
+                let Response::Applied { results } = self.undo(name, Some(number), at) else {
+                    return Response::Ok;
+                };
+                failure.rolled_back_to = results.first().map(|a| a.revision);
+                let record = self.daemonsets.get_mut(name).expect("just undone");
+                // The undo is a template change, which clears the failure: keep it for status.
+                record.rollout.failure = Some(failure);
+            }
+            _ => record.rollout.failure = Some(failure),
+        }
+        Response::Ok
+    }
+
+    fn undo(&mut self, name: &str, to_revision: Option<u64>, at: u64) -> Response {
+        let Some(record) = self.daemonsets.get(name) else {
+            return Response::NotFound {
+                name: name.to_string(),
+            };
+        };
+        let numbers: Vec<String> = record.revisions.iter().map(|r| r.number.to_string()).collect();
+        let target = match to_revision {
+            Some(n) => record.revisions.iter().find(|r| r.number == n),
+            None => record.revisions.iter().rev().nth(1),
+        };
+        let Some(target) = target else {
+            let asked = match to_revision {
+                Some(n) => format!("has no revision {n}"),
+                None => "has no earlier revision to return to".to_string(),
+            };
+            return Response::Conflict {
+                message: format!(
+                    "daemonset {name} {asked}; its revisions are {} (see `everynode rollout history ds {name}`)",
+                    numbers.join(", ")
+                ),
+            };
+        };
+        if target.hash == record.current_revision().hash {
+            return Response::Applied {
+                results: vec![Applied {
+                    name: name.to_string(),
+                    outcome: ApplyOutcome::Unchanged,
+                    revision: target.number,
+                }],
+            };
+        }
+        let from = target.number;
+        let mut ds = record.daemonset.clone();
+        ds.spec.template = target.template.clone();
+        let applied = self.apply_daemonset(&ds, at);
+        if let Some(record) = self.daemonsets.get_mut(name) {
+            record.record_event(
+                at,
+                "RolledBack",
+                format!(
+                    "template of revision {from} is current again as revision {}",
+                    applied.revision
+                ),
+            );
+        }
+        Response::Applied {
+            results: vec![applied],
+        }
+    }
+
     fn conflict(&self, ds: &DaemonSet) -> Option<String> {
         let existing = self.daemonsets.get(&ds.metadata.name)?;
         (existing.daemonset.metadata.namespace != ds.metadata.namespace).then(|| {
@@ -311,6 +593,7 @@ impl Store {
                         reason: "Created".into(),
                         message: format!("created with revision 1 ({})", images(ds)),
                     }],
+                    rollout: RolloutState::default(),
                 },
             );
             return Applied {
@@ -331,6 +614,7 @@ impl Store {
         record.updated_at = at;
         if record.current_revision().hash != hash {
             let next = record.current_revision().number + 1;
+            let previous = record.current_revision().hash.clone();
             // Returning to an old template reuses its revision under a new number, as
             // Kubernetes does with ControllerRevisions, so history shows each template once.
             record.revisions.retain(|r| r.hash != hash);
@@ -344,6 +628,19 @@ impl Store {
             let keep_old = ds.spec.revision_history_limit.max(0) as usize;
             let excess = record.revisions.len().saturating_sub(keep_old + 1);
             record.revisions.drain(..excess);
+            let r = &mut record.rollout;
+            if !r.in_progress() {
+                // Nodes keep what ran before until the planner grants them the new revision.
+                r.baseline = Some(previous);
+                r.wave = 0;
+            }
+            r.failure = None;
+            r.seq += 1;
+            let known: BTreeSet<String> = record.revisions.iter().map(|r| r.hash.clone()).collect();
+            r.grants.retain(|_, g| known.contains(&g.revision));
+            if r.baseline.as_ref().is_some_and(|b| !known.contains(b)) {
+                r.baseline = None;
+            }
             record.record_event(
                 at,
                 "TemplateChanged",
@@ -365,6 +662,13 @@ impl Store {
             revision: record.current_revision().number,
         }
     }
+}
+
+/// Unix seconds as RFC 3339 in UTC, as kubectl writes `restartedAt`.
+fn rfc3339(at: u64) -> String {
+    chrono::DateTime::from_timestamp(at as i64, 0)
+        .unwrap_or_default()
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
 #[cfg(test)]
@@ -534,5 +838,163 @@ mod tests {
         s.apply(&drain(false));
         assert!(!s.is_drained("n1"));
         assert!(s.nodes.is_empty(), "an empty override is pruned");
+    }
+
+    fn step(s: &Store, grant: &[&str], failure: Option<Failure>, complete: bool) -> Command {
+        let r = &s.daemonsets["agent"];
+        Command::RolloutStep {
+            name: "agent".into(),
+            seq: r.rollout.seq,
+            revision: r.current_revision().hash.clone(),
+            grant: grant.iter().map(|g| g.to_string()).collect(),
+            failure,
+            complete,
+            at: 200,
+        }
+    }
+
+    #[test]
+    fn a_template_change_starts_a_rollout_from_the_old_revision() {
+        let mut s = Store::default();
+        apply(&mut s, &ds("agent", "agent:1"));
+        let v1 = s.daemonsets["agent"].current_revision().hash.clone();
+        assert!(
+            !s.daemonsets["agent"].rollout.in_progress(),
+            "a new DaemonSet runs everywhere at once"
+        );
+        apply(&mut s, &ds("agent", "agent:2"));
+        let r = &s.daemonsets["agent"];
+        assert_eq!(r.rollout.baseline.as_deref(), Some(v1.as_str()));
+        assert_eq!(
+            r.granted_revision("n1").number,
+            1,
+            "nodes keep revision 1 until granted"
+        );
+
+        // A step planned on an older state is refused.
+        let stale = step(&s, &["n1"], None, false);
+        s.apply(&Command::PauseRollout {
+            name: "agent".into(),
+            paused: false,
+            at: 1,
+        });
+        assert!(matches!(s.apply(&stale), Response::Conflict { .. }));
+        assert_eq!(s.daemonsets["agent"].granted_revision("n1").number, 1);
+
+        assert_eq!(s.apply(&step(&s, &["n1"], None, false)), Response::Ok);
+        let r = &s.daemonsets["agent"];
+        assert_eq!(
+            (r.granted_revision("n1").number, r.granted_revision("n2").number),
+            (2, 1)
+        );
+        assert_eq!(r.rollout.wave, 1);
+        s.apply(&step(&s, &[], None, true));
+        let r = &s.daemonsets["agent"];
+        assert!(!r.rollout.in_progress());
+        assert_eq!(r.granted_revision("n2").number, 2);
+    }
+
+    fn failure(revision: &str) -> Failure {
+        Failure {
+            at: 200,
+            revision: revision.into(),
+            nodes: vec!["n1".into()],
+            reason: "not available in time".into(),
+            rolled_back_to: None,
+        }
+    }
+
+    #[test]
+    fn a_failure_pauses_or_rolls_back_by_annotation() {
+        for (policy, want_current) in [("pause", 2), ("rollback", 3)] {
+            let mut s = Store::default();
+            let mut v1 = ds("agent", "agent:1");
+            v1.metadata
+                .annotations
+                .insert(crate::spec::strategy::ON_FAILURE_ANNOTATION.into(), policy.into());
+            apply(&mut s, &v1);
+            let mut v2 = v1.clone();
+            v2.spec.template.spec.containers[0].image = "agent:broken".into();
+            apply(&mut s, &v2);
+            s.apply(&step(&s, &["n1"], None, false));
+            let broken = s.daemonsets["agent"].current_revision().hash.clone();
+            s.apply(&step(&s, &[], Some(failure(&broken)), false));
+            let r = &s.daemonsets["agent"];
+            assert_eq!(r.current_revision().number, want_current, "{policy}");
+            let f = r
+                .rollout
+                .failure
+                .as_ref()
+                .expect("the failure is kept for status");
+            if policy == "rollback" {
+                assert_eq!(f.rolled_back_to, Some(3));
+                assert_eq!(r.daemonset.spec.template.spec.containers[0].image, "agent:1");
+                // n1 still holds its grant of the broken revision: the planner moves it back.
+                assert_eq!(r.granted_revision("n1").hash, broken);
+                assert_eq!(r.granted_revision("n2").number, 3, "same template as revision 1");
+                assert!(r.events.iter().any(|e| e.reason == "RolledBack"));
+            } else {
+                assert_eq!(f.rolled_back_to, None);
+                // Resume clears it.
+                s.apply(&Command::PauseRollout {
+                    name: "agent".into(),
+                    paused: false,
+                    at: 300,
+                });
+                let r = &s.daemonsets["agent"];
+                assert!(r.rollout.failure.is_none());
+                assert_eq!(r.rollout.grants["n1"].at, 300, "a fresh deadline");
+            }
+        }
+    }
+
+    #[test]
+    fn undo_restart_and_delete_pod() {
+        let mut s = Store::default();
+        apply(&mut s, &ds("agent", "agent:1"));
+        apply(&mut s, &ds("agent", "agent:2"));
+        let undo = |to| Command::Undo {
+            name: "agent".into(),
+            to_revision: to,
+            at: 5,
+        };
+        assert_eq!(s.apply(&undo(None)), applied(ApplyOutcome::Configured, 3));
+        assert_eq!(
+            s.daemonsets["agent"].daemonset.spec.template.spec.containers[0].image,
+            "agent:1"
+        );
+        match s.apply(&undo(Some(9))) {
+            Response::Conflict { message } => assert!(
+                message.contains("has no revision 9; its revisions are 2, 3"),
+                "{message}"
+            ),
+            other => panic!("{other:?}"),
+        }
+        let before = s.daemonsets["agent"].current_revision().hash.clone();
+        s.apply(&Command::RestartRollout {
+            name: "agent".into(),
+            at: 0,
+        });
+        let r = &s.daemonsets["agent"];
+        assert_ne!(r.current_revision().hash, before, "restart makes a new revision");
+        assert_eq!(
+            r.daemonset.spec.template.metadata.annotations[RESTARTED_AT],
+            "1970-01-01T00:00:00Z"
+        );
+        s.apply(&Command::DeletePod {
+            name: "agent".into(),
+            node: "n1".into(),
+            at: 9,
+        });
+        let r = &s.daemonsets["agent"];
+        assert_eq!(r.rollout.pod_generation("n1"), 1);
+        assert_eq!(r.granted_revision("n1").hash, r.current_revision().hash);
+        assert_eq!(
+            r.granted_revision("n2").hash,
+            before,
+            "others wait for the planner"
+        );
+        s.apply(&Command::ForgetNode { node: "n1".into() });
+        assert_eq!(s.daemonsets["agent"].rollout.pod_generation("n1"), 0);
     }
 }

@@ -60,7 +60,7 @@ pub use manifest::{InvalidManifest, Manifest, Origin, Valid};
 pub use pod::{PodSpec, PodTemplateSpec, Toleration, TolerationOperator};
 pub use quantity::{IntOrString, Quantity};
 pub use revision::revision_hash;
-pub use strategy::{Budget, IntOrPercent, Strategy};
+pub use strategy::{Budget, IntOrPercent, OnFailure, RolloutPolicy, Strategy};
 pub use validate::validate;
 
 impl DaemonSet {

@@ -144,6 +144,77 @@ impl Strategy {
     }
 }
 
+/// Annotation: seconds a node's new instance has to become available before the rollout fails.
+pub const PROGRESS_DEADLINE_ANNOTATION: &str = "everynode.io/progress-deadline-seconds";
+/// Annotation: what a failed rollout does, `pause` (the default) or `rollback`.
+pub const ON_FAILURE_ANNOTATION: &str = "everynode.io/on-failure";
+/// Kubernetes' default `progressDeadlineSeconds` for Deployments.
+pub const DEFAULT_PROGRESS_DEADLINE_SECS: u64 = 600;
+
+/// What a rollout does when a node's new instance does not become available in time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnFailure {
+    /// Stop granting the new revision to more nodes; the updated ones stay as they are.
+    #[default]
+    Pause,
+    /// Return every updated node to the revision before the rollout, under the same budget.
+    Rollback,
+}
+
+/// The failure handling of a rollout, read from the DaemonSet's annotations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct RolloutPolicy {
+    pub progress_deadline_secs: u64,
+    pub on_failure: OnFailure,
+}
+
+impl Default for RolloutPolicy {
+    fn default() -> Self {
+        RolloutPolicy {
+            progress_deadline_secs: DEFAULT_PROGRESS_DEADLINE_SECS,
+            on_failure: OnFailure::Pause,
+        }
+    }
+}
+
+impl RolloutPolicy {
+    /// Reads the annotations; each error is (annotation, value, what is wrong).
+    pub fn from_annotations(
+        annotations: &std::collections::BTreeMap<String, String>,
+    ) -> Result<RolloutPolicy, Vec<(&'static str, String, &'static str)>> {
+        let mut policy = RolloutPolicy::default();
+        let mut errors = Vec::new();
+        if let Some(v) = annotations.get(PROGRESS_DEADLINE_ANNOTATION) {
+            match v.trim().parse::<u64>() {
+                Ok(n) if n > 0 => policy.progress_deadline_secs = n,
+                _ => errors.push((
+                    PROGRESS_DEADLINE_ANNOTATION,
+                    v.clone(),
+                    "must be a whole number of seconds greater than 0",
+                )),
+            }
+        }
+        if let Some(v) = annotations.get(ON_FAILURE_ANNOTATION) {
+            match v.as_str() {
+                "pause" => policy.on_failure = OnFailure::Pause,
+                "rollback" => policy.on_failure = OnFailure::Rollback,
+                _ => errors.push((ON_FAILURE_ANNOTATION, v.clone(), "must be `pause` or `rollback`")),
+            }
+        }
+        if errors.is_empty() {
+            Ok(policy)
+        } else {
+            Err(errors)
+        }
+    }
+
+    /// The policy of a validated object; invalid annotations (refused at apply) give the defaults.
+    pub fn of(annotations: &std::collections::BTreeMap<String, String>) -> RolloutPolicy {
+        Self::from_annotations(annotations).unwrap_or_default()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -198,6 +269,37 @@ mod tests {
             max_surge: IntOrPercent::Percent(0),
         };
         assert_eq!(strategy.budget(5).unwrap().max_unavailable, 1);
+    }
+
+    #[test]
+    fn rollout_policy_from_annotations() {
+        let ann = |pairs: &[(&str, &str)]| -> std::collections::BTreeMap<String, String> {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        assert_eq!(
+            RolloutPolicy::from_annotations(&ann(&[])),
+            Ok(RolloutPolicy::default())
+        );
+        let p = RolloutPolicy::from_annotations(&ann(&[
+            (PROGRESS_DEADLINE_ANNOTATION, "30"),
+            (ON_FAILURE_ANNOTATION, "rollback"),
+        ]))
+        .unwrap();
+        assert_eq!(
+            (p.progress_deadline_secs, p.on_failure),
+            (30, OnFailure::Rollback)
+        );
+        for (k, v) in [
+            (PROGRESS_DEADLINE_ANNOTATION, "0"),
+            (PROGRESS_DEADLINE_ANNOTATION, "ten"),
+            (ON_FAILURE_ANNOTATION, "retry"),
+        ] {
+            let errors = RolloutPolicy::from_annotations(&ann(&[(k, v)])).unwrap_err();
+            assert_eq!(errors[0].0, k, "{k}={v}");
+        }
     }
 
     #[test]

@@ -20,6 +20,8 @@ fn desired(revision: &str) -> Desired {
         specs: vec![s],
         containers: vec![],
         min_ready_secs: 0,
+        surge: false,
+        keep_outdated: false,
     }
 }
 

@@ -160,6 +160,39 @@ fn update_strategy(out: &mut Issues, path: &FieldPath, ds: &DaemonSet) {
             issue.hint("allow at least one of maxUnavailable or maxSurge, or a rollout could never start");
         }
     }
+    if let Some(s) = surge.filter(|s| !s.is_zero()) {
+        surge_port_conflict(out, &path.child("maxSurge"), s, ds);
+    }
+}
+
+/// With surge the new instance starts beside the old one on the same host, so a host port (or
+/// the host's network namespace) would be bound twice: the new instance could never start and
+/// the rollout would hang on every node. Kubernetes accepts this and fails at run time.
+fn surge_port_conflict(out: &mut Issues, path: &FieldPath, surge: IntOrPercent, ds: &DaemonSet) {
+    let pod = &ds.spec.template.spec;
+    let ports: Vec<String> = pod
+        .containers
+        .iter()
+        .flat_map(|c| {
+            c.ports
+                .iter()
+                .filter(|p| p.host_port != 0)
+                .map(move |p| format!("{}:{}", c.name, p.host_port))
+        })
+        .collect();
+    let what = if pod.host_network {
+        "the pod uses hostNetwork".to_string()
+    } else if !ports.is_empty() {
+        format!("hostPort {} is used", ports.join(", "))
+    } else {
+        return;
+    };
+    out.invalid(
+        path,
+        surge.to_string(),
+        &format!("must be 0 when {what}: with surge the new instance starts beside the old one on the same node, and both cannot bind the same host port"),
+    )
+    .hint("set maxSurge: 0 and use maxUnavailable to roll, or drop hostPort/hostNetwork");
 }
 
 pub(crate) fn non_negative(out: &mut Issues, path: &FieldPath, v: i64) {
@@ -186,6 +219,11 @@ fn annotations(out: &mut Issues, path: &FieldPath, annotations: &BTreeMap<String
             out.invalid(path, k, &e);
         }
         total += k.len() + v.len();
+    }
+    if let Err(errors) = super::strategy::RolloutPolicy::from_annotations(annotations) {
+        for (key, value, why) in errors {
+            out.invalid(&path.key(key), value, why);
+        }
     }
     if total > MAX_ANNOTATIONS_BYTES {
         out.err(

@@ -1,0 +1,121 @@
+//! The leader's rollout loop: feeds the planner the applied store and the gossiped node statuses, and commits its steps through Raft.
+//!
+//! Only a leader whose state machine has applied its whole log plans, so a step is never based
+//! on a store that lacks an earlier grant; each step names the rollout `seq` it was planned on
+//! and the store refuses it if anything changed meanwhile. The node statuses come from gossip
+//! and may lag, which the planner tolerates by counting granted nodes as unavailable until they
+//! report otherwise.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use openraft::ServerState;
+use tokio::sync::watch;
+use tracing::{debug, info, warn};
+
+use super::planner::{plan, Decision, NodeView, PlanInput};
+use crate::control::nodes;
+use crate::control::store::{Command, DaemonSetRecord, Response, Store};
+use crate::control::Raft;
+use crate::membership::{Member, MemberState, Membership};
+use crate::scheduling::placement::should_run;
+use crate::spec::{RolloutPolicy, Strategy};
+
+/// How often the leader looks at every rollout. Grants also wait for gossip to carry the
+/// statuses, so planning faster than a gossip round buys little.
+pub const TICK: Duration = Duration::from_millis(200);
+
+/// Whether `member` should run `record`'s DaemonSet: selected, not drained. Liveness aside.
+pub fn selects(record: &DaemonSetRecord, member: &Member, store: &Store) -> bool {
+    !store.is_drained(&member.name)
+        && should_run(&record.daemonset, &nodes::effective(member, store)).should_run
+}
+
+/// The eligible nodes of a DaemonSet: alive and selected. Dead and unreachable nodes are left
+/// out, so they never hold a rollout hostage; they converge when they return.
+pub fn eligible<'a>(record: &'a DaemonSetRecord, members: &'a [Member], store: &Store) -> Vec<NodeView<'a>> {
+    members
+        .iter()
+        .filter(|m| m.state == MemberState::Alive && selects(record, m, store))
+        .map(|m| NodeView {
+            name: &m.name,
+            status: m.pods.get(&record.daemonset.metadata.name),
+        })
+        .collect()
+}
+
+pub fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// One planning step for one DaemonSet.
+pub fn decide(record: &DaemonSetRecord, members: &[Member], store: &Store, now: u64) -> Decision {
+    let ds = &record.daemonset;
+    let nodes = eligible(record, members, store);
+    plan(
+        &PlanInput {
+            strategy: Strategy::from_spec(&ds.spec.update_strategy),
+            min_ready_secs: ds.spec.min_ready().as_secs(),
+            policy: RolloutPolicy::of(&ds.metadata.annotations),
+            current: &record.current_revision().hash,
+            state: &record.rollout,
+            nodes: &nodes,
+            now,
+        },
+        &[],
+    )
+}
+
+/// Runs on every node; acts only while this node leads.
+pub async fn run(raft: Raft, applied: watch::Receiver<Arc<Store>>, membership: Membership) {
+    let mut tick = tokio::time::interval(TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let metrics = raft.metrics().borrow().clone();
+        if metrics.state != ServerState::Leader {
+            continue;
+        }
+        // A fresh leader applies the entries of earlier terms first; plan only on all of them.
+        let applied_index = metrics.last_applied.map(|l| l.index);
+        if applied_index < metrics.last_log_index {
+            continue;
+        }
+        let store = applied.borrow().clone();
+        if store.daemonsets.values().all(|r| !r.rollout.in_progress()) {
+            continue;
+        }
+        let members = membership.members().await;
+        let now = unix_now();
+        for (name, record) in &store.daemonsets {
+            let decision = decide(record, &members, &store, now);
+            if decision.is_noop() {
+                continue;
+            }
+            if !decision.grant.is_empty() {
+                info!(daemonset = %name, nodes = ?decision.grant, revision = record.current_revision().number, "rollout wave");
+            }
+            if let Some(f) = &decision.failure {
+                warn!(daemonset = %name, reason = %f.reason, "rollout failed");
+            }
+            let cmd = Command::RolloutStep {
+                name: name.clone(),
+                seq: record.rollout.seq,
+                revision: record.current_revision().hash.clone(),
+                grant: decision.grant,
+                failure: decision.failure,
+                complete: decision.complete,
+                at: now,
+            };
+            match raft.client_write(cmd).await {
+                Ok(r) if matches!(r.data, Response::Ok) => {}
+                Ok(r) => debug!(daemonset = %name, response = ?r.data, "rollout step not taken"),
+                // Lost the leadership meanwhile: the next leader plans again from the store.
+                Err(e) => debug!(daemonset = %name, error = %e, "rollout step not committed"),
+            }
+        }
+    }
+}
