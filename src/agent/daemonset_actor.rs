@@ -212,6 +212,13 @@ impl Pass {
                         }
                         let mut d = d.as_ref().clone();
                         d.keep_outdated = d.surge && !self.surged_available(&d, &actual, now);
+                        for spec in &d.specs {
+                            let slot = self.slots.entry(spec.container_name.clone()).or_default();
+                            if slot.follow_spec(&spec.spec_hash()) {
+                                // The last error was about the old spec.
+                                self.last_error = None;
+                            }
+                        }
                         Some(d)
                     }
                     Want::Invalid(_) | Want::Retire => None,

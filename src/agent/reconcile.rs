@@ -57,9 +57,28 @@ pub struct Slot {
     pub last_id: Option<String>,
     /// An instance this agent stopped for a failed probe, and why: its exit is reported as that.
     pub killed: Option<(String, String)>,
+    /// The spec hash the counts above are about: a new revision (or spec) is a new pod, with
+    /// a fresh back-off and restart count, as in Kubernetes.
+    pub spec_hash: Option<String>,
 }
 
 impl Slot {
+    /// Starts over when the container's spec changed since the counts were taken; true when
+    /// it did (and counts had been taken).
+    pub fn follow_spec(&mut self, spec_hash: &str) -> bool {
+        let changed = self.spec_hash.as_deref() != Some(spec_hash);
+        let had = self.spec_hash.is_some();
+        if changed {
+            let last_id = self.last_id.take();
+            *self = Slot {
+                spec_hash: Some(spec_hash.to_string()),
+                last_id,
+                ..Slot::default()
+            };
+        }
+        changed && had
+    }
+
     /// Records a restart or a failed create at `now`.
     pub fn failed(&mut self, policy: &BackoffPolicy, now: SystemTime) {
         self.failures = self.failures.saturating_add(1);

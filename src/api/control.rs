@@ -174,6 +174,8 @@ pub struct DaemonSetView {
     #[serde(default)]
     pub status: Counts,
     pub record: DaemonSetRecord,
+    /// Where the rollout of the current revision stands.
+    pub rollout: super::rollout::RolloutView,
     /// Filled for `describe` (one DaemonSet): every known node with the placement verdict.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub placement: Vec<NodePlacement>,
@@ -216,6 +218,7 @@ fn view(record: &DaemonSetRecord, members: &[Member], store: &Store, with_placem
     let current = record.current_revision();
     let status = aggregate(reports, &current.hash, ds.spec.min_ready().as_secs(), now());
     DaemonSetView {
+        rollout: super::rollout::rollout_view(record, members, store),
         status,
         name: ds.metadata.name.clone(),
         namespace: ds.metadata.namespace.clone(),

@@ -2,6 +2,7 @@
 
 pub mod control;
 pub mod metrics;
+pub mod rollout;
 
 use std::sync::Arc;
 
@@ -47,6 +48,12 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/daemonsets", get(control::list_daemonsets))
         .route("/v1/daemonsets/{name}", get(control::get_daemonset))
         .route("/v1/daemonsets/{name}", delete(control::delete_daemonset))
+        .route("/v1/daemonsets/{name}/rollout", get(rollout::get_rollout))
+        .route("/v1/daemonsets/{name}/rollout/pause", post(rollout::pause))
+        .route("/v1/daemonsets/{name}/rollout/resume", post(rollout::resume))
+        .route("/v1/daemonsets/{name}/rollout/restart", post(rollout::restart))
+        .route("/v1/daemonsets/{name}/rollout/undo", post(rollout::undo))
+        .route("/v1/daemonsets/{name}/pods/{node}", delete(rollout::delete_pod))
         .route("/v1/pods", get(control::list_pods))
         .route("/v1/local/logs/{daemonset}", get(control::local_logs))
         .route("/v1/nodes/{name}/labels", post(control::label_node))

@@ -94,6 +94,7 @@ pub fn render_table(views: &[DaemonSetView], wide: bool) -> String {
         "READY",
         "UP-TO-DATE",
         "AVAILABLE",
+        "ROLLOUT",
         "NODE SELECTOR",
         "AGE",
     ];
@@ -116,6 +117,7 @@ pub fn render_table(views: &[DaemonSetView], wide: bool) -> String {
                 c.ready.to_string(),
                 c.up_to_date.to_string(),
                 c.available.to_string(),
+                format!("{:?}", v.rollout.phase),
                 if selector.is_empty() {
                     "<none>".into()
                 } else {
@@ -190,8 +192,7 @@ pub fn render_description(v: &DaemonSetView) -> String {
             selector.join(",")
         }
     );
-    let strategy = &ds.spec.update_strategy;
-    let _ = writeln!(out, "Strategy:       {:?}", strategy.type_);
+    let _ = writeln!(out, "Strategy:       {}", v.rollout.strategy);
     let _ = writeln!(out, "Generation:     {}", v.record.generation);
     let _ = writeln!(out, "Desired Number of Nodes Scheduled: {}", v.desired);
     let _ = writeln!(out, "Pod Template:");
@@ -224,6 +225,7 @@ pub fn render_description(v: &DaemonSetView) -> String {
         &["  REVISION", "HASH", "AGE", "CHANGE-CAUSE"],
         &rows,
     ));
+    out.push_str(&super::rollout::render_progress(&v.rollout));
     let _ = writeln!(out, "Placement:");
     let rows: Vec<Vec<String>> = v
         .placement

@@ -9,6 +9,7 @@ pub mod members;
 pub mod nodes;
 pub mod output;
 pub mod pods;
+pub mod rollout;
 pub mod validate;
 
 use std::process::ExitCode;
@@ -94,6 +95,11 @@ pub enum Command {
         #[arg(long, value_name = "N")]
         tail: Option<usize>,
     },
+    /// Follow and steer rolling updates: status, history, undo, pause, resume, restart.
+    Rollout {
+        #[command(subcommand)]
+        what: RolloutCommand,
+    },
     /// Check manifests offline: names, revision hashes, warnings and errors (exit 1 when invalid).
     Validate {
         /// Manifest file, directory, or - for standard input.
@@ -142,6 +148,83 @@ pub enum DeleteCommand {
     /// Delete a DaemonSet by name.
     #[command(name = "daemonset", alias = "daemonsets", alias = "ds")]
     DaemonSet { name: String },
+    /// Delete a DaemonSet's instance on one node: it is replaced at the current revision
+    /// (with the OnDelete strategy, this is how a node moves to a new revision).
+    #[command(alias = "pods", alias = "po")]
+    Pod {
+        daemonset: String,
+        #[arg(long, value_name = "NODE")]
+        node: String,
+    },
+}
+
+/// The DaemonSet a rollout command acts on: `ds NAME` or `ds/NAME`.
+#[derive(Debug, Clone, Args)]
+pub struct RolloutTarget {
+    /// `ds` (or `ds/NAME`).
+    #[arg(value_name = "ds")]
+    pub kind: String,
+    pub name: Option<String>,
+}
+
+impl RolloutTarget {
+    fn resolve(&self) -> Result<String, crate::error::InputError> {
+        rollout::parse_target(&self.kind, self.name.as_deref())
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RolloutCommand {
+    /// Follow the rollout until it completes (exit 0), fails, is paused or times out (exit 1).
+    Status {
+        #[command(flatten)]
+        target: RolloutTarget,
+        /// Give up after this long (90, 90s, 5m, 1h); default: wait for ever.
+        #[arg(long, value_name = "DURATION")]
+        timeout: Option<String>,
+        #[command(flatten)]
+        out: OutputArgs,
+    },
+    /// List the revisions: number, hash, images, change cause, time.
+    History {
+        #[command(flatten)]
+        target: RolloutTarget,
+        /// Show this revision's pod template.
+        #[arg(long, value_name = "N")]
+        revision: Option<u64>,
+        #[command(flatten)]
+        out: OutputArgs,
+    },
+    /// Return to the previous revision (or --to-revision N), rolled out under the same budget.
+    Undo {
+        #[command(flatten)]
+        target: RolloutTarget,
+        #[arg(long, value_name = "N")]
+        to_revision: Option<u64>,
+        #[command(flatten)]
+        out: OutputArgs,
+    },
+    /// Stop granting the new revision to more nodes.
+    Pause {
+        #[command(flatten)]
+        target: RolloutTarget,
+        #[command(flatten)]
+        out: OutputArgs,
+    },
+    /// Continue a paused or failed rollout.
+    Resume {
+        #[command(flatten)]
+        target: RolloutTarget,
+        #[command(flatten)]
+        out: OutputArgs,
+    },
+    /// Replace every instance in waves: a new revision with a restartedAt annotation.
+    Restart {
+        #[command(flatten)]
+        target: RolloutTarget,
+        #[command(flatten)]
+        out: OutputArgs,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -194,10 +277,25 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Describe {
             what: DescribeCommand::DaemonSet { name },
         } => block_on(daemonsets::describe(&server, &name)),
+        Command::Delete {
+            what: Some(DeleteCommand::Pod { daemonset, node }),
+            file: None,
+        } => block_on(rollout::delete_pod(&server, &daemonset, &node)),
+        Command::Delete {
+            what: Some(DeleteCommand::Pod { .. }),
+            file: Some(_),
+        } => Err(crate::error::InputError::new(
+            "give either `delete pod DAEMONSET --node NODE` or `delete -f FILE`",
+        )
+        .into()),
         Command::Delete { what, file } => {
-            let name = what.map(|DeleteCommand::DaemonSet { name }| name);
+            let name = what.map(|w| match w {
+                DeleteCommand::DaemonSet { name } => name,
+                DeleteCommand::Pod { daemonset, .. } => daemonset,
+            });
             block_on(daemonsets::delete(&server, name.as_deref(), file.as_deref()))
         }
+        Command::Rollout { what } => run_rollout(&server, what),
         Command::Label {
             what: NodeChange::Node { node, changes },
         } => block_on(nodes::label(&server, &node, &changes)),
@@ -213,6 +311,53 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 ExitCode::FAILURE
             })
         }
+    }
+}
+
+fn run_rollout(server: &str, what: RolloutCommand) -> anyhow::Result<ExitCode> {
+    match what {
+        RolloutCommand::Status { target, timeout, out } => {
+            let name = target.resolve()?;
+            let timeout = timeout.as_deref().map(rollout::parse_timeout).transpose()?;
+            block_on(rollout::status(server, &name, timeout, out.output))
+        }
+        RolloutCommand::History {
+            target,
+            revision,
+            out,
+        } => block_on(rollout::history(server, &target.resolve()?, revision, out.output)),
+        RolloutCommand::Undo {
+            target,
+            to_revision,
+            out,
+        } => block_on(rollout::act(
+            server,
+            &target.resolve()?,
+            "undo",
+            to_revision,
+            out.output,
+        )),
+        RolloutCommand::Pause { target, out } => block_on(rollout::act(
+            server,
+            &target.resolve()?,
+            "pause",
+            None,
+            out.output,
+        )),
+        RolloutCommand::Resume { target, out } => block_on(rollout::act(
+            server,
+            &target.resolve()?,
+            "resume",
+            None,
+            out.output,
+        )),
+        RolloutCommand::Restart { target, out } => block_on(rollout::act(
+            server,
+            &target.resolve()?,
+            "restart",
+            None,
+            out.output,
+        )),
     }
 }
 

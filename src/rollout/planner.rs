@@ -162,7 +162,6 @@ pub fn plan(input: &PlanInput<'_>, filters: &[&dyn WaveFilter]) -> Decision {
         // OnDelete: only `delete pod` moves a node.
         return decision;
     };
-    let mut candidates = candidates;
     for f in filters {
         candidates = f.admit(input, candidates);
     }

@@ -63,6 +63,7 @@ fn reconcile_table() {
         waiting: waiting.map(|w| (w.to_string(), "boom".to_string())),
         last_id: last.map(str::to_string),
         killed: None,
+        spec_hash: None,
     };
     struct Case {
         name: &'static str,
@@ -276,4 +277,51 @@ fn removal_uses_the_template_grace_period() {
         plan.actions[0],
         Action::Remove { grace, .. } if grace == Duration::from_secs(7)
     ));
+}
+
+#[test]
+fn a_new_spec_starts_with_a_fresh_back_off() {
+    let mut slot = Slot::default();
+    assert!(!slot.follow_spec("a"), "the first spec is not a change");
+    slot.failures = 4;
+    slot.restarts = 4;
+    slot.not_before = Some(at(100));
+    slot.last_id = Some("x".into());
+    assert!(!slot.follow_spec("a"));
+    assert_eq!(slot.failures, 4);
+    assert!(slot.follow_spec("b"));
+    assert_eq!((slot.failures, slot.restarts, slot.not_before), (0, 0, None));
+    assert_eq!(
+        slot.last_id.as_deref(),
+        Some("x"),
+        "still knows its last instance"
+    );
+}
+
+#[test]
+fn surge_keeps_the_outdated_instance_until_the_new_one_is_available() {
+    let v1 = desired("v1");
+    let mut v2 = desired("v2");
+    v2.surge = true;
+    v2.keep_outdated = true;
+    let old = inst("old", &v1, InstanceState::Running, 0, false);
+    let plan = reconcile(
+        Some(&v2),
+        std::slice::from_ref(&old),
+        &BTreeMap::new(),
+        Duration::from_secs(5),
+        at(10),
+    );
+    assert_eq!(
+        summary(&plan),
+        vec!["create"],
+        "the new one starts beside the old one"
+    );
+    let new = inst("new", &v2, InstanceState::Running, 11, false);
+    let both = [old, new];
+    let plan = reconcile(Some(&v2), &both, &BTreeMap::new(), Duration::from_secs(5), at(12));
+    assert!(summary(&plan).is_empty(), "the old one serves meanwhile");
+    v2.keep_outdated = false;
+    let plan = reconcile(Some(&v2), &both, &BTreeMap::new(), Duration::from_secs(5), at(20));
+    assert_eq!(summary(&plan), vec!["remove:old:Outdated"]);
 }

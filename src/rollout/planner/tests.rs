@@ -88,7 +88,8 @@ fn run(strategy: Strategy, st: &RolloutState, specs: &[&str]) -> Decision {
 #[test]
 fn waves_respect_max_unavailable() {
     // (strategy, granted before, node specs, expected grants)
-    let cases: Vec<(Strategy, Vec<usize>, Vec<&str>, Vec<&str>)> = vec![
+    type Case = (Strategy, Vec<usize>, Vec<&'static str>, Vec<&'static str>);
+    let cases: Vec<Case> = vec![
         (rolling(1, 0), vec![], vec!["old"; 5], vec!["n0"]),
         (rolling(2, 0), vec![], vec!["old"; 5], vec!["n0", "n1"]),
         // A granted node that has not reported the new revision yet holds its slot.

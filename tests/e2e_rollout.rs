@@ -1,0 +1,452 @@
+//! End to end rolling updates with the process runtime: waves within budget (checked by sampling every node's status), a leader killed mid-rollout, failure with pause and with rollback, undo, pause/resume, restart, history and OnDelete.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use everynode::agent::status::PodStatus;
+use everynode::rollout::invariant::BudgetChecker;
+use serde_json::Value;
+use support::{wait_until, Cluster, Node};
+
+struct Spec<'a> {
+    version: &'a str,
+    /// Shell run by the container; `exec sleep 3600` is a healthy instance.
+    script: &'a str,
+    strategy: &'a str,
+    min_ready: u64,
+    annotations: &'a str,
+}
+
+fn write_manifest(dir: &Path, name: &str, s: &Spec) -> PathBuf {
+    let path = dir.join(format!("{name}-{}.yaml", s.version));
+    let yaml = format!(
+        "apiVersion: apps/v1
+kind: DaemonSet
+metadata:
+  name: {name}
+  annotations:
+    kubernetes.io/change-cause: deploy {version}
+{annotations}
+spec:
+  selector:
+    matchLabels: {{app: {name}}}
+  minReadySeconds: {min_ready}
+  updateStrategy:
+{strategy}
+  template:
+    metadata:
+      labels: {{app: {name}}}
+    spec:
+      terminationGracePeriodSeconds: 1
+      containers:
+      - name: main
+        image: busybox:1
+        command: [sh, -c, '{script}']
+        env:
+        - {{name: VERSION, value: {version}}}
+",
+        version = s.version,
+        annotations = s.annotations,
+        min_ready = s.min_ready,
+        strategy = s.strategy,
+        script = s.script,
+    );
+    std::fs::write(&path, yaml).unwrap();
+    path
+}
+
+const ROLLING_1: &str = "    type: RollingUpdate\n    rollingUpdate: {maxUnavailable: 1}";
+const HEALTHY: &str = "exec sleep 3600";
+
+fn run_ok(node: &Node, args: &[&str]) -> String {
+    let out = node.cli(args);
+    assert!(
+        out.status.success(),
+        "everynode {args:?} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn apply(node: &Node, file: &Path) {
+    wait_until("apply accepted", Duration::from_secs(60), || {
+        let out = node.cli(&["apply", "-f", file.to_str().unwrap()]);
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).into_owned())
+        }
+    });
+}
+
+fn pods(node: &Node, ds: &str) -> Result<Vec<Value>, String> {
+    let out = node.cli(&["get", "pods", "-o", "json"]);
+    if !out.status.success() {
+        return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+    }
+    let all: Vec<Value> = serde_json::from_slice(&out.stdout).map_err(|e| e.to_string())?;
+    Ok(all.into_iter().filter(|p| p["daemonset"] == ds).collect())
+}
+
+/// Waits until every alive node runs revision number `revision` of `ds`, Running and ready
+/// for long enough to count as available (`minReadySeconds` of up to 3).
+fn wait_revision(node: &Node, ds: &str, revision: u64, nodes: usize) -> Vec<Value> {
+    wait_until(
+        &format!("{ds} revision {revision} Running on {nodes} nodes"),
+        Duration::from_secs(90),
+        || {
+            let pods = pods(node, ds)?;
+            let ok = pods
+                .iter()
+                .filter(|p| {
+                    p["node_state"] == "alive"
+                        && p["revision"] == revision
+                        && p["state"] == "Running"
+                        && p["ready_since"].as_u64().is_some_and(|t| t + 3 <= now())
+                })
+                .count();
+            if ok == nodes {
+                Ok(pods)
+            } else {
+                Err(format!("{ok} of {nodes}: {pods:?}"))
+            }
+        },
+    )
+}
+
+fn rollout(node: &Node, ds: &str) -> Value {
+    let out = node.cli(&["rollout", "status", "ds", ds, "--timeout", "0", "-o", "json"]);
+    serde_json::from_slice::<Value>(&out.stdout).unwrap_or(Value::Null)["rollout"].clone()
+}
+
+fn leader_index(cluster: &Cluster) -> usize {
+    wait_until("a leader", Duration::from_secs(30), || {
+        for n in cluster.nodes.iter().filter(|n| n.is_running()) {
+            let out = n.cli(&["cluster", "-o", "json"]);
+            if let Ok(v) = serde_json::from_slice::<Value>(&out.stdout) {
+                if let Some(leader) = v["leader"].as_str() {
+                    if let Some(i) = cluster
+                        .nodes
+                        .iter()
+                        .position(|n| n.name == leader && n.is_running())
+                    {
+                        return Ok(i);
+                    }
+                }
+            }
+        }
+        Err("no leader known".to_string())
+    })
+}
+
+fn now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()
+}
+
+/// Samples `ds` statuses from the leader's view until stopped, feeding the budget checker.
+struct Sampler {
+    stop: Arc<AtomicBool>,
+    checker: Arc<Mutex<BudgetChecker>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Sampler {
+    fn start(servers: Arc<Mutex<String>>, ds: &'static str, checker: BudgetChecker) -> Sampler {
+        let stop = Arc::new(AtomicBool::new(false));
+        let checker = Arc::new(Mutex::new(checker));
+        let (s, c) = (stop.clone(), checker.clone());
+        let thread = std::thread::spawn(move || {
+            while !s.load(Ordering::Relaxed) {
+                let server = servers.lock().unwrap().clone();
+                let out = support::everynode()
+                    .args(["--server", &server, "get", "pods", "-o", "json"])
+                    .output()
+                    .unwrap();
+                if let Ok(all) = serde_json::from_slice::<Vec<Value>>(&out.stdout) {
+                    let statuses: Vec<(String, PodStatus)> = all
+                        .iter()
+                        .filter(|p| p["daemonset"] == ds && p["node_state"] == "alive")
+                        .map(|p| {
+                            (
+                                p["node"].as_str().unwrap_or_default().to_string(),
+                                PodStatus {
+                                    revision: p["revision_hash"].as_str().unwrap_or_default().into(),
+                                    state: p["state"].as_str().unwrap_or_default().into(),
+                                    ready: p["ready"] == true,
+                                    ready_since: p["ready_since"].as_u64(),
+                                    ..PodStatus::default()
+                                },
+                            )
+                        })
+                        .collect();
+                    c.lock()
+                        .unwrap()
+                        .sample(statuses.iter().map(|(n, s)| (n.as_str(), Some(s))), 0, now());
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        });
+        Sampler {
+            stop,
+            checker,
+            thread: Some(thread),
+        }
+    }
+
+    fn finish(mut self) -> BudgetChecker {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread.take().unwrap().join().unwrap();
+        let c = self.checker.lock().unwrap().clone();
+        c
+    }
+}
+
+#[test]
+fn rolling_update_keeps_the_budget_and_a_new_leader_finishes_it() {
+    let mut cluster = Cluster::start_seeded(5, 1, &[]);
+    let dir = cluster.root.path().to_path_buf();
+    let v1 = Spec {
+        version: "v1",
+        script: HEALTHY,
+        strategy: ROLLING_1,
+        min_ready: 2,
+        annotations: "",
+    };
+    apply(&cluster.nodes[0], &write_manifest(&dir, "agent", &v1));
+    wait_revision(&cluster.nodes[0], "agent", 1, 5);
+    let original: Vec<_> = cluster.nodes.iter().map(|n| n.instances()).collect();
+
+    let leader = leader_index(&cluster);
+    let server = Arc::new(Mutex::new(cluster.nodes[leader].server()));
+    let sampler = Sampler::start(server.clone(), "agent", BudgetChecker::new(1, 0, 2));
+    let v2 = Spec { version: "v2", ..v1 };
+    apply(&cluster.nodes[0], &write_manifest(&dir, "agent", &v2));
+
+    // Kill the leader once two waves have gone out.
+    wait_until("wave 2", Duration::from_secs(60), || {
+        let r = rollout(&cluster.nodes[leader], "agent");
+        if r["wave"].as_u64() >= Some(2) {
+            Ok(())
+        } else {
+            Err(format!("{r}"))
+        }
+    });
+    let killed = cluster.nodes[leader].name.clone();
+    cluster.nodes[leader].kill();
+    let next = leader_index(&cluster);
+    *server.lock().unwrap() = cluster.nodes[next].server();
+    let status = cluster.nodes[next].cli(&["rollout", "status", "ds", "agent", "--timeout", "120s"]);
+    let checker = sampler.finish();
+    assert!(
+        status.status.success(),
+        "rollout status: {}{}",
+        String::from_utf8_lossy(&status.stdout),
+        String::from_utf8_lossy(&status.stderr)
+    );
+    assert!(String::from_utf8_lossy(&status.stdout).contains("successfully rolled out"));
+    checker.assert_held();
+    eprintln!(
+        "budget checker: {} samples, at most {} unavailable (budget 1)",
+        checker.samples, checker.worst_unavailable
+    );
+    wait_revision(&cluster.nodes[next], "agent", 2, 4);
+
+    // Every surviving node replaced its instance exactly once.
+    for (i, node) in cluster.nodes.iter().enumerate().filter(|(_, n)| n.is_running()) {
+        let now = node.instances();
+        assert_eq!(now.len(), 1, "{}: one instance", node.name);
+        assert!(
+            original[i].keys().all(|id| !now.contains_key(id)),
+            "{}: replaced",
+            node.name
+        );
+    }
+
+    // The killed node returns, adopts its old instance and catches up by itself.
+    cluster.nodes[leader].start();
+    wait_until(
+        &format!("{killed} back on revision 2"),
+        Duration::from_secs(60),
+        || {
+            let pods = pods(&cluster.nodes[next], "agent")?;
+            pods.iter()
+                .find(|p| {
+                    p["node"] == killed.as_str()
+                        && p["node_state"] == "alive"
+                        && p["revision"] == 2
+                        && p["state"] == "Running"
+                })
+                .map(|_| ())
+                .ok_or_else(|| format!("{pods:?}"))
+        },
+    );
+    let history = run_ok(&cluster.nodes[1], &["rollout", "history", "ds", "agent"]);
+    assert!(
+        history.contains("deploy v1") && history.contains("deploy v2"),
+        "{history}"
+    );
+    assert!(history.contains("2 (current)"), "{history}");
+}
+
+#[test]
+fn failed_rollouts_pause_or_roll_back_and_undo_pause_resume_restart_work() {
+    let cluster = Cluster::start_seeded(4, 1, &[]);
+    let dir = cluster.root.path().to_path_buf();
+    let n0 = &cluster.nodes[0];
+    let good = |version| Spec {
+        version,
+        script: HEALTHY,
+        strategy: ROLLING_1,
+        min_ready: 1,
+        annotations: "    everynode.io/progress-deadline-seconds: \"4\"",
+    };
+    apply(n0, &write_manifest(&dir, "web", &good("v1")));
+    wait_revision(n0, "web", 1, 4);
+
+    // A broken revision fails on its first node; the others keep revision 1.
+    let broken = Spec {
+        script: "echo broken; exit 1",
+        ..good("v2")
+    };
+    apply(n0, &write_manifest(&dir, "web", &broken));
+    let out = n0.cli(&["rollout", "status", "ds", "web", "--timeout", "60s"]);
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        !out.status.success() && err.contains("failed and is paused"),
+        "{err}"
+    );
+    let pods = pods(n0, "web").unwrap();
+    let on_v2: Vec<&Value> = pods.iter().filter(|p| p["revision"] == 2).collect();
+    assert_eq!(
+        on_v2.len(),
+        1,
+        "only the first wave got the broken revision: {pods:?}"
+    );
+    assert_eq!(
+        pods.iter()
+            .filter(|p| p["revision"] == 1 && p["state"] == "Running")
+            .count(),
+        3
+    );
+    let describe = run_ok(n0, &["describe", "ds", "web"]);
+    assert!(
+        describe.contains("Failure:") && describe.contains("progress deadline"),
+        "{describe}"
+    );
+    let table = run_ok(n0, &["get", "ds"]);
+    assert!(table.contains("Failed"), "{table}");
+
+    // Undo returns to revision 1's template as revision 3.
+    let out = run_ok(n0, &["rollout", "undo", "ds", "web"]);
+    assert!(out.contains("rolled back (revision 3)"), "{out}");
+    run_ok(n0, &["rollout", "status", "ds", "web", "--timeout", "60s"]);
+    wait_revision(n0, "web", 3, 4);
+
+    // With on-failure: rollback the broken wave comes back by itself.
+    let rollback = Spec {
+        annotations:
+            "    everynode.io/progress-deadline-seconds: \"4\"\n    everynode.io/on-failure: rollback",
+        ..broken
+    };
+    apply(n0, &write_manifest(&dir, "web", &rollback));
+    let out = n0.cli(&["rollout", "status", "ds", "web", "--timeout", "90s"]);
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        !out.status.success() && err.contains("rolled back to revision 5"),
+        "{err}"
+    );
+    wait_revision(n0, "web", 5, 4);
+    let history = run_ok(n0, &["rollout", "history", "ds", "web", "-o", "json"]);
+    let history: Vec<Value> = serde_json::from_str(&history).unwrap();
+    assert_eq!(history.last().unwrap()["revision"], 5);
+
+    // Pause holds the waves; resume finishes them.
+    let slow = Spec {
+        min_ready: 3,
+        annotations: "",
+        ..good("v3")
+    };
+    apply(n0, &write_manifest(&dir, "web", &slow));
+    run_ok(n0, &["rollout", "pause", "ds", "web"]);
+    std::thread::sleep(Duration::from_secs(5));
+    let r = rollout(n0, "web");
+    assert_eq!(r["phase"], "Paused", "{r}");
+    assert!(
+        r["updated"].as_u64() <= Some(1),
+        "paused after at most one wave: {r}"
+    );
+    let out = n0.cli(&["rollout", "status", "ds", "web", "--timeout", "1"]);
+    assert!(!out.status.success());
+    run_ok(n0, &["rollout", "resume", "ds", "web"]);
+    run_ok(n0, &["rollout", "status", "ds", "web", "--timeout", "90s"]);
+    wait_revision(n0, "web", 6, 4);
+
+    // Restart replaces every instance under a new revision with the same template.
+    let before: Vec<_> = cluster.nodes.iter().map(|n| n.instances()).collect();
+    let out = run_ok(n0, &["rollout", "restart", "ds", "web"]);
+    assert!(out.contains("restarted (revision 7)"), "{out}");
+    run_ok(n0, &["rollout", "status", "ds", "web", "--timeout", "90s"]);
+    wait_revision(n0, "web", 7, 4);
+    for (i, node) in cluster.nodes.iter().enumerate() {
+        let now = node.instances();
+        assert!(
+            before[i].keys().all(|id| !now.contains_key(id)),
+            "{}: restarted",
+            node.name
+        );
+    }
+}
+
+#[test]
+fn on_delete_moves_a_node_only_when_its_instance_is_deleted() {
+    let cluster = Cluster::start_seeded(3, 1, &[]);
+    let dir = cluster.root.path().to_path_buf();
+    let n0 = &cluster.nodes[0];
+    let v1 = Spec {
+        version: "v1",
+        script: HEALTHY,
+        strategy: "    type: OnDelete",
+        min_ready: 0,
+        annotations: "",
+    };
+    apply(n0, &write_manifest(&dir, "ondel", &v1));
+    wait_revision(n0, "ondel", 1, 3);
+    apply(n0, &write_manifest(&dir, "ondel", &Spec { version: "v2", ..v1 }));
+    std::thread::sleep(Duration::from_secs(3));
+    let pods1 = pods(n0, "ondel").unwrap();
+    assert!(
+        pods1.iter().all(|p| p["revision"] == 1),
+        "nothing moves by itself: {pods1:?}"
+    );
+    let out = n0.cli(&["rollout", "status", "ds", "ondel", "--timeout", "1"]);
+    assert!(!out.status.success(), "OnDelete waits for deletes");
+
+    let out = run_ok(n0, &["delete", "pod", "ondel", "--node", "node-1"]);
+    assert!(out.contains("deleted"), "{out}");
+    wait_until("node-1 on revision 2", Duration::from_secs(30), || {
+        let pods = pods(n0, "ondel")?;
+        let by_node = |n: &str| {
+            pods.iter()
+                .find(|p| p["node"] == n)
+                .map(|p| (p["revision"].clone(), p["state"].clone()))
+        };
+        if by_node("node-1") == Some((2.into(), "Running".into()))
+            && by_node("node-0").map(|p| p.0) == Some(1.into())
+        {
+            Ok(())
+        } else {
+            Err(format!("{pods:?}"))
+        }
+    });
+    for n in ["node-0", "node-2"] {
+        run_ok(n0, &["delete", "pod", "ondel", "--node", n]);
+    }
+    run_ok(n0, &["rollout", "status", "ds", "ondel", "--timeout", "60s"]);
+    let out = n0.cli(&["delete", "pod", "ondel", "--node", "nope"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("node nope is not a member"));
+}
