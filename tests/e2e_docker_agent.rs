@@ -4,118 +4,19 @@
 
 #[path = "support/busybox_image.rs"]
 mod busybox_image;
+#[path = "support/docker.rs"]
+mod docker_support;
 mod support;
 
-use std::collections::{BTreeMap, HashMap};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use bollard::query_parameters::{
-    BuildImageOptionsBuilder, KillContainerOptionsBuilder, ListContainersOptionsBuilder,
-    ListImagesOptionsBuilder, RemoveContainerOptionsBuilder, RemoveImageOptionsBuilder,
-};
-use bollard::Docker;
-use futures_util::StreamExt;
+use bollard::query_parameters::KillContainerOptionsBuilder;
+use docker_support::{build_images, containers, running_by_node, Cleanup, IMAGE_V1};
 use serde_json::Value;
 use support::{wait_until, Cluster, Node};
 
 const LABEL_VALUE: &str = "e2e-docker-agent";
-const IMAGE_V1: &str = "everynode-e2e/busybox:v1";
-const IMAGE_V2: &str = "everynode-e2e/busybox:v2";
-
-fn tokio() -> tokio::runtime::Runtime {
-    tokio::runtime::Runtime::new().unwrap()
-}
-
-/// Removes this test's containers (by cluster label) and images, also on panic.
-struct Cleanup {
-    cluster: String,
-}
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        let cluster = self.cluster.clone();
-        let _ = std::thread::spawn(move || {
-            tokio().block_on(async {
-                let Ok(docker) = Docker::connect_with_local_defaults() else {
-                    return;
-                };
-                for c in containers(&docker, &cluster).await {
-                    let force = RemoveContainerOptionsBuilder::default()
-                        .force(true)
-                        .v(true)
-                        .build();
-                    let _ = docker.remove_container(&c.0, Some(force)).await;
-                }
-                let filters = HashMap::from([(
-                    "label",
-                    vec![format!("{}={LABEL_VALUE}", busybox_image::TEST_LABEL)],
-                )]);
-                let options = ListImagesOptionsBuilder::default().filters(&filters).build();
-                for image in docker.list_images(Some(options)).await.unwrap_or_default() {
-                    let force = RemoveImageOptionsBuilder::default().force(true).build();
-                    let _ = docker.remove_image(&image.id, Some(force), None).await;
-                }
-            })
-        })
-        .join();
-    }
-}
-
-/// This cluster's containers: (id, node label, state, env).
-async fn containers(docker: &Docker, cluster: &str) -> Vec<(String, String, String, Vec<String>)> {
-    let filters = HashMap::from([("label", vec![format!("io.everynode.cluster={cluster}")])]);
-    let options = ListContainersOptionsBuilder::default()
-        .all(true)
-        .filters(&filters)
-        .build();
-    let mut out = Vec::new();
-    for c in docker.list_containers(Some(options)).await.unwrap_or_default() {
-        let id = c.id.clone().unwrap_or_default();
-        let node = c
-            .labels
-            .as_ref()
-            .and_then(|l| l.get("io.everynode.node").cloned())
-            .unwrap_or_default();
-        let env = match docker.inspect_container(&id, None).await {
-            Ok(i) => i.config.and_then(|c| c.env).unwrap_or_default(),
-            Err(_) => continue,
-        };
-        let state = c
-            .state
-            .map(|s| format!("{s:?}").to_lowercase())
-            .unwrap_or_default();
-        out.push((id, node, state, env));
-    }
-    out
-}
-
-fn running_by_node(docker: &Docker, rt: &tokio::runtime::Runtime, cluster: &str) -> BTreeMap<String, String> {
-    rt.block_on(containers(docker, cluster))
-        .into_iter()
-        .filter(|c| c.2.contains("running"))
-        .map(|c| (c.1, c.0))
-        .collect()
-}
-
-async fn build_images(docker: &Docker) {
-    for (tag, version) in [(IMAGE_V1, "v1"), (IMAGE_V2, "v2")] {
-        let context = busybox_image::image_context(version, LABEL_VALUE);
-        let options = BuildImageOptionsBuilder::default()
-            .dockerfile("Dockerfile")
-            .t(tag)
-            .rm(true)
-            .forcerm(true)
-            .build();
-        let mut build = docker.build_image(options, None, Some(bollard::body_full(context.into())));
-        while let Some(step) = build.next().await {
-            if let Err(e) = step {
-                panic!("building {tag}: {e}");
-            }
-        }
-    }
-}
 
 fn manifest(dir: &Path, name: &str, image: &str) -> PathBuf {
     let path = dir.join(format!("{name}.yaml"));
@@ -158,29 +59,15 @@ fn pods(node: &Node, ds: &str) -> Result<Vec<Value>, String> {
 
 #[test]
 fn docker_agents_converge_recreate_adopt_report_pull_errors_evict_and_remove() {
-    let rt = tokio();
-    let docker = match Docker::connect_with_local_defaults() {
-        Ok(d) if rt.block_on(d.ping()).is_ok() => d,
-        other => {
-            let why = other
-                .err()
-                .map(|e| e.to_string())
-                .unwrap_or_else(|| "no answer to ping".into());
-            if std::env::var("CI").as_deref() == Ok("true") {
-                panic!("CI=true and the Docker engine is unreachable: {why}");
-            }
-            let _ = writeln!(
-                std::io::stderr(),
-                "SKIP e2e_docker_agent: no Docker engine ({why})"
-            );
-            return;
-        }
+    let Some((rt, docker)) = docker_support::connect("e2e_docker_agent") else {
+        return;
     };
     let cluster_name = format!("everynode-e2e-{}", std::process::id());
     let _cleanup = Cleanup {
         cluster: cluster_name.clone(),
+        label_value: LABEL_VALUE,
     };
-    rt.block_on(build_images(&docker));
+    rt.block_on(build_images(&docker, LABEL_VALUE));
 
     let mut cluster = Cluster::start_seeded(3, 1, &["--runtime", "docker", "--cluster", &cluster_name]);
     let file = manifest(cluster.root.path(), "agent", IMAGE_V1);

@@ -1,0 +1,136 @@
+//! Helpers for tests against the real Docker engine: connect (or skip loudly, or fail under CI), build the test images, list a cluster's containers, and clean up.
+#![allow(dead_code)]
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::Write;
+
+use bollard::query_parameters::{
+    BuildImageOptionsBuilder, ListContainersOptionsBuilder, ListImagesOptionsBuilder,
+    RemoveContainerOptionsBuilder, RemoveImageOptionsBuilder,
+};
+use bollard::Docker;
+use futures_util::StreamExt;
+
+use crate::busybox_image;
+
+pub const IMAGE_V1: &str = "everynode-e2e/busybox:v1";
+pub const IMAGE_V2: &str = "everynode-e2e/busybox:v2";
+
+/// The engine, or `None` after a loud SKIP line; under `CI=true` a missing engine fails.
+pub fn connect(test: &str) -> Option<(tokio::runtime::Runtime, Docker)> {
+    let rt = tokio();
+    match Docker::connect_with_local_defaults() {
+        Ok(d) if rt.block_on(d.ping()).is_ok() => Some((rt, d)),
+        other => {
+            let why = other
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_else(|| "no answer to ping".into());
+            if std::env::var("CI").as_deref() == Ok("true") {
+                panic!("CI=true and the Docker engine is unreachable: {why}");
+            }
+            let _ = writeln!(std::io::stderr(), "SKIP {test}: no Docker engine ({why})");
+            None
+        }
+    }
+}
+
+pub fn tokio() -> tokio::runtime::Runtime {
+    tokio::runtime::Runtime::new().unwrap()
+}
+
+/// Removes this test's containers (by cluster label) and images, also on panic.
+pub struct Cleanup {
+    pub cluster: String,
+    /// Value of the test label on the images this test built.
+    pub label_value: &'static str,
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        let cluster = self.cluster.clone();
+        let label_value = self.label_value;
+        let _ = std::thread::spawn(move || {
+            tokio().block_on(async {
+                let Ok(docker) = Docker::connect_with_local_defaults() else {
+                    return;
+                };
+                for c in containers(&docker, &cluster).await {
+                    let force = RemoveContainerOptionsBuilder::default()
+                        .force(true)
+                        .v(true)
+                        .build();
+                    let _ = docker.remove_container(&c.0, Some(force)).await;
+                }
+                let filters = HashMap::from([(
+                    "label",
+                    vec![format!("{}={label_value}", busybox_image::TEST_LABEL)],
+                )]);
+                let options = ListImagesOptionsBuilder::default().filters(&filters).build();
+                for image in docker.list_images(Some(options)).await.unwrap_or_default() {
+                    let force = RemoveImageOptionsBuilder::default().force(true).build();
+                    let _ = docker.remove_image(&image.id, Some(force), None).await;
+                }
+            })
+        })
+        .join();
+    }
+}
+
+/// This cluster's containers: (id, node label, state, env).
+pub async fn containers(docker: &Docker, cluster: &str) -> Vec<(String, String, String, Vec<String>)> {
+    let filters = HashMap::from([("label", vec![format!("io.everynode.cluster={cluster}")])]);
+    let options = ListContainersOptionsBuilder::default()
+        .all(true)
+        .filters(&filters)
+        .build();
+    let mut out = Vec::new();
+    for c in docker.list_containers(Some(options)).await.unwrap_or_default() {
+        let id = c.id.clone().unwrap_or_default();
+        let node = c
+            .labels
+            .as_ref()
+            .and_then(|l| l.get("io.everynode.node").cloned())
+            .unwrap_or_default();
+        let env = match docker.inspect_container(&id, None).await {
+            Ok(i) => i.config.and_then(|c| c.env).unwrap_or_default(),
+            Err(_) => continue,
+        };
+        let state = c
+            .state
+            .map(|s| format!("{s:?}").to_lowercase())
+            .unwrap_or_default();
+        out.push((id, node, state, env));
+    }
+    out
+}
+
+pub fn running_by_node(
+    docker: &Docker,
+    rt: &tokio::runtime::Runtime,
+    cluster: &str,
+) -> BTreeMap<String, String> {
+    rt.block_on(containers(docker, cluster))
+        .into_iter()
+        .filter(|c| c.2.contains("running"))
+        .map(|c| (c.1, c.0))
+        .collect()
+}
+
+pub async fn build_images(docker: &Docker, label_value: &str) {
+    for (tag, version) in [(IMAGE_V1, "v1"), (IMAGE_V2, "v2")] {
+        let context = busybox_image::image_context(version, label_value);
+        let options = BuildImageOptionsBuilder::default()
+            .dockerfile("Dockerfile")
+            .t(tag)
+            .rm(true)
+            .forcerm(true)
+            .build();
+        let mut build = docker.build_image(options, None, Some(bollard::body_full(context.into())));
+        while let Some(step) = build.next().await {
+            if let Err(e) = step {
+                panic!("building {tag}: {e}");
+            }
+        }
+    }
+}
