@@ -307,3 +307,51 @@ fn on_delete_moves_a_node_only_when_its_instance_is_deleted() {
     let out = n0.cli(&["delete", "pod", "ondel", "--node", "nope"]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("node nope is not a member"));
 }
+
+/// Running instances per node of the process runtime (records whose process group lives).
+fn running_instances(node: &support::Node) -> usize {
+    node.instances()
+        .values()
+        // SAFETY: signal 0 only checks that the process exists.
+        .filter(|pid| unsafe { libc::kill(**pid, 0) } == 0)
+        .count()
+}
+
+#[test]
+fn surge_starts_the_new_instance_beside_the_old_one() {
+    let cluster = Cluster::start_seeded(3, 1, &[]);
+    let dir = cluster.root.path().to_path_buf();
+    let n0 = &cluster.nodes[0];
+    let v1 = Spec {
+        version: "v1",
+        script: HEALTHY,
+        strategy: "    type: RollingUpdate\n    rollingUpdate: {maxUnavailable: 0, maxSurge: 1}",
+        min_ready: 2,
+        annotations: "",
+    };
+    apply(n0, &write_manifest(&dir, "surge", &v1));
+    wait_revision(n0, "surge", 1, 3);
+    apply(n0, &write_manifest(&dir, "surge", &Spec { version: "v2", ..v1 }));
+    let (mut fewest, mut most_extra) = (usize::MAX, 0);
+    let done = wait_until("surged rollout complete", Duration::from_secs(90), || {
+        let counts: Vec<usize> = cluster.nodes.iter().map(running_instances).collect();
+        fewest = fewest.min(*counts.iter().min().unwrap());
+        most_extra = most_extra.max(counts.iter().sum::<usize>().saturating_sub(3));
+        let r = rollout(n0, "surge");
+        if r["phase"] == "Complete" && r["revision"] == 2 && counts == [1, 1, 1] {
+            Ok(r)
+        } else {
+            std::thread::sleep(Duration::from_millis(50));
+            Err(format!("{counts:?} {r}"))
+        }
+    });
+    assert_eq!(done["updated_available"], 3);
+    assert!(
+        fewest >= 1,
+        "with surge no node is ever without a running instance"
+    );
+    assert_eq!(
+        most_extra, 1,
+        "one new instance beside an old one at a time (maxSurge 1)"
+    );
+}

@@ -300,7 +300,15 @@ impl Pass {
                         } else {
                             phase
                         };
-                        Some(self.status(phase, &revision, ready, started_at))
+                        let mut status = self.status(phase, &revision, ready, started_at);
+                        // What was held this pass is still running: the actions removed the rest.
+                        status.surging = desired.as_ref().is_some_and(|d| {
+                            d.keep_outdated
+                                && actual
+                                    .iter()
+                                    .any(|i| i.revision != d.revision() && i.state.is_running())
+                        });
+                        Some(status)
                     }
                 }
             }
@@ -355,6 +363,7 @@ impl Pass {
             started_at,
             restarts: self.slots.values().map(|s| s.restarts).sum(),
             last_error: self.last_error.clone(),
+            surging: false,
         }
         .clamp()
     }

@@ -27,6 +27,10 @@ pub struct PodStatus {
     pub restarts: u32,
     #[serde(rename = "err", default, skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
+    /// A surged update is under way: an instance of an older revision still serves beside the
+    /// new one, so the node is not done yet whatever the new instance reports.
+    #[serde(rename = "sg", default, skip_serializing_if = "std::ops::Not::not")]
+    pub surging: bool,
 }
 
 impl PodStatus {

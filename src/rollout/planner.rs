@@ -96,7 +96,7 @@ fn available(status: Option<&PodStatus>, min_ready_secs: u64, now: u64) -> bool 
 /// Classifies one eligible node.
 pub fn classify(input: &PlanInput<'_>, node: &NodeView<'_>) -> NodeClass {
     let target = input.state.target(node.name, input.current);
-    let reports = |rev: &str| node.status.is_some_and(|s| s.revision == rev);
+    let reports = |rev: &str| node.status.is_some_and(|s| s.revision == rev && !s.surging);
     let up = available(node.status, input.min_ready_secs, input.now);
     match (target == input.current, reports(target) && up) {
         (true, true) => NodeClass::Updated,

@@ -34,6 +34,7 @@ fn statuses(specs: &[&str]) -> Vec<(String, Option<PodStatus>)> {
                 "old-down" => st("v1", false),
                 "new" => st("v2", true),
                 "new-starting" => st("v2", false),
+                "new-surging" => st("v2", true).map(|s| PodStatus { surging: true, ..s }),
                 "none" => None,
                 other => panic!("unknown spec {other}"),
             };
@@ -126,6 +127,9 @@ fn waves_respect_max_unavailable() {
             vec!["n1"],
         ),
         (rolling(0, 1), vec![0], vec!["new-starting", "old", "old"], vec![]),
+        // Ready, but its old instance still runs beside it: not done yet.
+        (rolling(0, 1), vec![0], vec!["new-surging", "old", "old"], vec![]),
+        (rolling(0, 1), vec![0], vec!["new", "old", "old"], vec!["n1"]),
     ];
     for (strategy, granted, specs, want) in cases {
         let d = run(strategy, &state(&granted, NOW), &specs);
