@@ -10,6 +10,7 @@
 //! - [`error`]: the bad-input error type that the binary maps to exit code 2.
 //! - [`membership`]: the chitchat gossip wrapper: who is alive, and each node's published keys.
 //! - [`runtime`]: container runtimes; for now the choice between Docker and child processes.
+//! - [`security`]: the cluster secret and its derived keys, node-to-node HTTP signatures, API tokens, TLS.
 //! - [`node`]: wires one running node together (data dir, gossip, API) and shuts it down.
 //! - [`api`]: the HTTP JSON API every node serves, with health and Prometheus metrics.
 //! - [`cli`]: the `everynode` command line: the agent and the admin commands.
@@ -25,4 +26,5 @@ pub mod membership;
 pub mod node;
 pub mod runtime;
 pub mod scheduling;
+pub mod security;
 pub mod spec;

@@ -108,7 +108,10 @@ impl NodeAgent {
                 ) {
                     Ok(mut d) => {
                         d.min_ready_secs = ds.spec.min_ready().as_secs();
-                        Want::Run(Box::new(d))
+                        match settings.policy.check(name, &d.specs) {
+                            Ok(()) => Want::Run(Box::new(d)),
+                            Err(why) => Want::Refused(why),
+                        }
                     }
                     Err(e) => Want::Invalid(e.to_string()),
                 }
