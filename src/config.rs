@@ -235,7 +235,10 @@ impl NodeConfig {
         let allowed_host_paths = match flags.allowed_host_paths.clone().or(file.allowed_host_paths) {
             Some(list) => {
                 let list: Vec<String> = list.into_iter().filter(|p| !p.trim().is_empty()).collect();
-                if let Some(bad) = list.iter().find(|p| !p.starts_with('/') || p.split('/').any(|c| c == "..")) {
+                if let Some(bad) = list
+                    .iter()
+                    .find(|p| !p.starts_with('/') || p.split('/').any(|c| c == ".."))
+                {
                     return Err(InputError::new(format!(
                         "--allowed-host-paths / {}: `{bad}` is not an absolute path without `..`; give prefixes such as /var/log",
                         origin("allowed_host_paths")
@@ -478,7 +481,10 @@ mod tests {
             ..Default::default()
         };
         let cfg = NodeConfig::resolve(&flags).unwrap();
-        assert_eq!(cfg.cluster_secret_file.as_deref(), Some(Path::new("/etc/everynode/secret")));
+        assert_eq!(
+            cfg.cluster_secret_file.as_deref(),
+            Some(Path::new("/etc/everynode/secret"))
+        );
         assert!(cfg.policy.deny_privileged && cfg.policy.deny_host_network);
         assert_eq!(cfg.policy.allowed_host_paths, Some(vec!["/var/log".to_string()]));
         assert!(cfg.tls.is_some());

@@ -27,14 +27,14 @@ use crate::control::{self, distribute};
 use crate::error::InputError;
 use crate::membership::secure::SecureUdpTransport;
 use crate::membership::{keys, GossipStats, Membership, MembershipConfig};
-use crate::security::node_auth::NodeAuth;
-use crate::security::peer::PeerHttp;
-use crate::security::secret::{self, ClusterSecret, Origin};
-use crate::security::tls;
 use crate::runtime::docker::DockerRuntime;
 use crate::runtime::process::ProcessRuntime;
 use crate::runtime::{self, ContainerRuntime, RuntimeKind};
 use crate::scheduling::node::{builtin_labels, go_arch, NodeInfo};
+use crate::security::node_auth::NodeAuth;
+use crate::security::peer::PeerHttp;
+use crate::security::secret::{self, ClusterSecret, Origin};
+use crate::security::tls;
 
 /// File in the data dir that keeps the node id across restarts.
 const NODE_ID_FILE: &str = "node-id";

@@ -32,13 +32,22 @@ impl NodePolicy {
         for spec in specs {
             let c = &spec.container_name;
             if self.deny_privileged && spec.privileged {
-                return refuse(format!("container {c} asks for a privileged container"), "--deny-privileged");
+                return refuse(
+                    format!("container {c} asks for a privileged container"),
+                    "--deny-privileged",
+                );
             }
             if self.deny_host_network && spec.host_network {
-                return refuse("asks for the host's network (hostNetwork)".into(), "--deny-host-network");
+                return refuse(
+                    "asks for the host's network (hostNetwork)".into(),
+                    "--deny-host-network",
+                );
             }
             if self.deny_host_network && spec.host_pid {
-                return refuse("asks for the host's process namespace (hostPID)".into(), "--deny-host-network");
+                return refuse(
+                    "asks for the host's process namespace (hostPID)".into(),
+                    "--deny-host-network",
+                );
             }
             if let Some(allowed) = &self.allowed_host_paths {
                 for m in &spec.mounts {
@@ -98,11 +107,19 @@ mod tests {
         };
         let cases: &[(&NodePolicy, InstanceSpec, Option<&str>)] = &[
             (&NodePolicy::default(), spec(true, true, &["/etc"]), None),
-            (&strict, spec(false, false, &["/var/log", "/var/log/nginx", "/srv/data/x"]), None),
+            (
+                &strict,
+                spec(false, false, &["/var/log", "/var/log/nginx", "/srv/data/x"]),
+                None,
+            ),
             (&strict, spec(true, false, &[]), Some("--deny-privileged")),
             (&strict, spec(false, true, &[]), Some("hostNetwork")),
             (&strict, spec(false, false, &["/var/logs"]), Some("/var/logs")),
-            (&strict, spec(false, false, &["/var/log/../../etc"]), Some("--allowed-host-paths")),
+            (
+                &strict,
+                spec(false, false, &["/var/log/../../etc"]),
+                Some("--allowed-host-paths"),
+            ),
             (&strict, spec(false, false, &["/"]), Some("--allowed-host-paths")),
         ];
         for (policy, s, want) in cases {
@@ -119,7 +136,9 @@ mod tests {
             allowed_host_paths: Some(vec![]),
             ..NodePolicy::default()
         };
-        assert!(none_allowed.check("ds", &[spec(false, false, &["/tmp"])]).is_err());
+        assert!(none_allowed
+            .check("ds", &[spec(false, false, &["/tmp"])])
+            .is_err());
         assert!(none_allowed.check("ds", &[spec(false, false, &[])]).is_ok());
     }
 }

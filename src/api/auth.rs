@@ -117,11 +117,7 @@ pub async fn require_node(State(auth): State<Arc<ApiAuth>>, req: Request, next: 
             .into_response()
         }
     };
-    let path = parts
-        .uri
-        .path_and_query()
-        .map(|p| p.as_str())
-        .unwrap_or("/");
+    let path = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
     let signature = parts.headers.get(REQUEST_HEADER).and_then(|v| v.to_str().ok());
     let nonce = match auth
         .node
@@ -138,8 +134,11 @@ pub async fn require_node(State(auth): State<Arc<ApiAuth>>, req: Request, next: 
     let bytes = match axum::body::to_bytes(body, usize::MAX).await {
         Ok(b) => b,
         Err(e) => {
-            return ApiError(StatusCode::INTERNAL_SERVER_ERROR, format!("reading our own answer: {e}"))
-                .into_response()
+            return ApiError(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("reading our own answer: {e}"),
+            )
+            .into_response()
         }
     };
     let mac = auth.node.sign_answer(&nonce, parts.status.as_u16(), &bytes);

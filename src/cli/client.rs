@@ -23,7 +23,11 @@ impl Target {
     /// The same credentials towards another node's API (`HOST:PORT` as gossiped), with the
     /// scheme of the server first talked to.
     pub fn with_node(&self, api_addr: &str) -> Target {
-        let scheme = self.server.split_once("://").map(|(s, _)| s).unwrap_or(self.default_scheme());
+        let scheme = self
+            .server
+            .split_once("://")
+            .map(|(s, _)| s)
+            .unwrap_or(self.default_scheme());
         Target {
             server: if api_addr.contains("://") {
                 api_addr.to_string()

@@ -34,7 +34,13 @@ pub struct Cli {
     #[arg(long, global = true, env = "EVERYNODE_SERVER", value_name = "URL")]
     pub server: Option<String>,
     /// API token [default: DATA_DIR/admin-token, else DATA_DIR/readonly-token, of this host's node].
-    #[arg(long, global = true, env = "EVERYNODE_TOKEN", value_name = "TOKEN", hide_env_values = true)]
+    #[arg(
+        long,
+        global = true,
+        env = "EVERYNODE_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
     pub token: Option<String>,
     /// The node's data dir: `agent` keeps its state there, admin commands read the token there [default: /var/lib/everynode as root, else ~/.local/share/everynode].
     #[arg(long, global = true, env = "EVERYNODE_DATA_DIR", value_name = "DIR")]
@@ -204,7 +210,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Get {
             what: GetCommand::Pods { node, selector, out },
         } => block_on(pods::get(
-            &server,
+            server,
             node.as_deref(),
             selector.as_deref(),
             out.output,

@@ -33,7 +33,12 @@ pub fn pick_source(own_version: u64, peers: &[(String, u64)], salt: u64) -> Opti
 /// Runs until the process ends: publishes our version and pulls newer copies.
 /// Copies are fetched through `peer`, which signs the request and checks the copy's signature:
 /// a store from anyone but a node of this cluster is never taken.
-pub async fn run<S: Versioned>(replica: Replica<S>, membership: Membership, interval: Duration, peer: PeerHttp) {
+pub async fn run<S: Versioned>(
+    replica: Replica<S>,
+    membership: Membership,
+    interval: Duration,
+    peer: PeerHttp,
+) {
     let mut published = None;
     let mut changes = replica.subscribe();
     let mut round: u64 = 0;
@@ -86,7 +91,10 @@ async fn fetch<S: Versioned>(peer: &PeerHttp, api_addr: &str) -> anyhow::Result<
         anyhow::bail!(
             "HTTP {}: {}",
             answer.status,
-            String::from_utf8_lossy(&answer.body).chars().take(200).collect::<String>()
+            String::from_utf8_lossy(&answer.body)
+                .chars()
+                .take(200)
+                .collect::<String>()
         );
     }
     Ok(serde_json::from_slice(&answer.body)?)

@@ -20,11 +20,11 @@ use reqwest::{Method, StatusCode};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use crate::security::peer::{PeerError, PeerHttp};
 use crate::control::types::{
     AppendEntriesRequest, AppendEntriesResponse, Fatal, NodeId, RPCError, Raft, RaftError, RaftNode,
     Snapshot, SnapshotMeta, SnapshotResponse, TypeConfig, Vote, VoteRequest, VoteResponse,
 };
+use crate::security::peer::{PeerError, PeerHttp};
 
 pub const APPEND_PATH: &str = "/raft/append";
 pub const VOTE_PATH: &str = "/raft/vote";
@@ -148,7 +148,10 @@ impl HttpPeer {
                 "{} ({}): HTTP {status}: {}",
                 self.network.peer.url(&self.node.api_addr, path),
                 self.node.name,
-                String::from_utf8_lossy(&answer.body).chars().take(200).collect::<String>()
+                String::from_utf8_lossy(&answer.body)
+                    .chars()
+                    .take(200)
+                    .collect::<String>()
             );
             let e = Unreachable::new(&io::Error::other(msg));
             return Err(match status {

@@ -141,7 +141,9 @@ impl Writer {
                     .ok()
                     .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_string))
                     .unwrap_or_else(|| String::from_utf8_lossy(&answer.body).into_owned());
-                Some(Err(WriteError::Raft(format!("the leader at {api_addr} refused: {message}"))))
+                Some(Err(WriteError::Raft(format!(
+                    "the leader at {api_addr} refused: {message}"
+                ))))
             }
         }
     }

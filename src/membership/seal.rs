@@ -301,7 +301,10 @@ mod tests {
     const NOW: u64 = 1_700_000_000_000;
 
     fn pair() -> (Sealer, Opener) {
-        (Sealer::new(&GossipKey::new(&[1; 32])), Opener::new(GossipKey::new(&[1; 32])))
+        (
+            Sealer::new(&GossipKey::new(&[1; 32])),
+            Opener::new(GossipKey::new(&[1; 32])),
+        )
     }
 
     #[test]
@@ -313,7 +316,10 @@ mod tests {
         assert_eq!(o.open(&d[0], NOW + 10), Ok(Some(b"hello".to_vec())));
         assert_eq!(o.open(&d[0], NOW + 20), Err(Reject::Replayed));
         let mut stranger = Opener::new(GossipKey::new(&[2; 32]));
-        assert_eq!(stranger.open(&s.seal(b"x", NOW)[0], NOW), Err(Reject::Unauthentic));
+        assert_eq!(
+            stranger.open(&s.seal(b"x", NOW)[0], NOW),
+            Err(Reject::Unauthentic)
+        );
     }
 
     #[test]
@@ -324,7 +330,10 @@ mod tests {
             let mut bad = d.clone();
             bad[i] ^= 0x01;
             let r = o.open(&bad, NOW);
-            assert!(matches!(r, Err(Reject::Unauthentic | Reject::Malformed)), "byte {i}: {r:?}");
+            assert!(
+                matches!(r, Err(Reject::Unauthentic | Reject::Malformed)),
+                "byte {i}: {r:?}"
+            );
         }
         assert_eq!(o.open(&d, NOW), Ok(Some(b"some gossip".to_vec())));
     }

@@ -150,10 +150,16 @@ async fn receive(
     loop {
         let (n, from) = match wire.recv_from(&mut buf).await {
             Ok(r) => r,
-            Err(e) if matches!(
-                e.kind(),
-                std::io::ErrorKind::ConnectionRefused | std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::OutOfMemory
-            ) => continue,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::ConnectionRefused
+                        | std::io::ErrorKind::ConnectionReset
+                        | std::io::ErrorKind::OutOfMemory
+                ) =>
+            {
+                continue
+            }
             Err(e) => {
                 warn!(error = %e, "gossip socket failed; gossip stops");
                 return;
@@ -178,7 +184,11 @@ async fn receive(
             Ok(e) => e,
             Err(_) => {
                 stats.reject(Reject::Malformed);
-                warn_once(4, from, "authentic but not a chitchat message (a different everynode version?)");
+                warn_once(
+                    4,
+                    from,
+                    "authentic but not a chitchat message (a different everynode version?)",
+                );
                 continue;
             }
         };

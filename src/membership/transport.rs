@@ -10,7 +10,12 @@ use chitchat::ChitchatEnvelope;
 use super::seal::Reject;
 
 /// Every rejection reason, in the order of [`GossipStats::rejected`].
-const REJECT_REASONS: [Reject; 4] = [Reject::Malformed, Reject::Unauthentic, Reject::Replayed, Reject::Stale];
+const REJECT_REASONS: [Reject; 4] = [
+    Reject::Malformed,
+    Reject::Unauthentic,
+    Reject::Replayed,
+    Reject::Stale,
+];
 
 /// Gossip traffic counters, shared between the socket and the metrics endpoint.
 #[derive(Debug, Default)]

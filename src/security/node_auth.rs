@@ -90,7 +90,10 @@ impl NodeAuth {
     /// Signs a request to `path` (with its query) carrying `body`.
     pub fn sign_request(&self, method: &str, path: &str, body: &[u8], now_ms: u64) -> SignedRequest {
         let nonce = super::random_bytes::<16>();
-        let tag = hmac::sign(&self.key, &Self::request_message(now_ms, &nonce, method, path, body));
+        let tag = hmac::sign(
+            &self.key,
+            &Self::request_message(now_ms, &nonce, method, path, body),
+        );
         SignedRequest {
             header: format!("v1 {now_ms} {} {}", hex(&nonce), hex(tag.as_ref())),
             nonce,
@@ -108,9 +111,13 @@ impl NodeAuth {
     ) -> Result<[u8; 16], NodeAuthError> {
         let header = header.ok_or(NodeAuthError::Missing)?;
         let mut parts = header.split(' ');
-        let (Some("v1"), Some(time), Some(nonce), Some(mac), None) =
-            (parts.next(), parts.next(), parts.next(), parts.next(), parts.next())
-        else {
+        let (Some("v1"), Some(time), Some(nonce), Some(mac), None) = (
+            parts.next(),
+            parts.next(),
+            parts.next(),
+            parts.next(),
+            parts.next(),
+        ) else {
             return Err(NodeAuthError::Malformed);
         };
         let time_ms: u64 = time.parse().map_err(|_| NodeAuthError::Malformed)?;
@@ -126,7 +133,9 @@ impl NodeAuth {
         .map_err(|_| NodeAuthError::Forged)?;
         let skew = now_ms.abs_diff(time_ms);
         if skew > WINDOW_MS {
-            return Err(NodeAuthError::Stale { skew_secs: skew / 1000 });
+            return Err(NodeAuthError::Stale {
+                skew_secs: skew / 1000,
+            });
         }
         let mut seen = self.seen.lock().expect("nonce cache lock poisoned");
         while let Some((t, n)) = seen.order.front().copied() {
@@ -174,7 +183,10 @@ mod tests {
         let auth = NodeAuth::new(&[7; 32]);
         let s = auth.sign_request("POST", "/raft/vote", b"{}", NOW);
         let h = Some(s.header.as_str());
-        assert_eq!(auth.verify_request(h, "POST", "/raft/vote", b"{}", NOW + 5), Ok(s.nonce));
+        assert_eq!(
+            auth.verify_request(h, "POST", "/raft/vote", b"{}", NOW + 5),
+            Ok(s.nonce)
+        );
         assert_eq!(
             auth.verify_request(h, "POST", "/raft/vote", b"{}", NOW + 6),
             Err(NodeAuthError::Replayed)
@@ -212,7 +224,14 @@ mod tests {
             ours.verify_request(None, "GET", "/", b"", NOW),
             Err(NodeAuthError::Missing)
         );
-        for junk in ["", "v1", "v2 1 00 00", "v1 x 00 00", "v1 1 0g 00", "v1 1 00 00 00"] {
+        for junk in [
+            "",
+            "v1",
+            "v2 1 00 00",
+            "v1 x 00 00",
+            "v1 1 0g 00",
+            "v1 1 00 00 00",
+        ] {
             assert_eq!(
                 ours.verify_request(Some(junk), "GET", "/", b"", NOW),
                 Err(NodeAuthError::Malformed),
@@ -227,10 +246,20 @@ mod tests {
         let a = auth.sign_request("GET", "/v1/internal/store", b"", NOW);
         let b = auth.sign_request("GET", "/v1/internal/store", b"", NOW);
         let mac = auth.sign_answer(&a.nonce, 200, b"{\"version\":3}");
-        assert!(auth.verify_answer(&a.nonce, 200, Some(&mac), b"{\"version\":3}").is_ok());
-        assert!(auth.verify_answer(&b.nonce, 200, Some(&mac), b"{\"version\":3}").is_err());
-        assert!(auth.verify_answer(&a.nonce, 200, Some(&mac), b"{\"version\":9}").is_err());
-        assert!(auth.verify_answer(&a.nonce, 500, Some(&mac), b"{\"version\":3}").is_err());
-        assert!(auth.verify_answer(&a.nonce, 200, None, b"{\"version\":3}").is_err());
+        assert!(auth
+            .verify_answer(&a.nonce, 200, Some(&mac), b"{\"version\":3}")
+            .is_ok());
+        assert!(auth
+            .verify_answer(&b.nonce, 200, Some(&mac), b"{\"version\":3}")
+            .is_err());
+        assert!(auth
+            .verify_answer(&a.nonce, 200, Some(&mac), b"{\"version\":9}")
+            .is_err());
+        assert!(auth
+            .verify_answer(&a.nonce, 500, Some(&mac), b"{\"version\":3}")
+            .is_err());
+        assert!(auth
+            .verify_answer(&a.nonce, 200, None, b"{\"version\":3}")
+            .is_err());
     }
 }

@@ -82,7 +82,11 @@ impl ClusterSecret {
     /// The secret for a node: the given file, else the one this node generated before, else a
     /// new one when the node forms a cluster alone (no seeds). A node that joins through seeds
     /// must be given the cluster's secret: a fresh one would lock it out.
-    pub fn resolve(explicit: Option<&Path>, data_dir: &Path, has_seeds: bool) -> Result<ClusterSecret, InputError> {
+    pub fn resolve(
+        explicit: Option<&Path>,
+        data_dir: &Path,
+        has_seeds: bool,
+    ) -> Result<ClusterSecret, InputError> {
         if let Some(path) = explicit {
             return Ok(ClusterSecret {
                 bytes: read_secret_file(path)?,
@@ -259,8 +263,13 @@ mod tests {
             assert!(err.contains(want), "{content:?} {mode:o}: {err}");
             assert!(err.contains(&f.path().display().to_string()), "{err}");
         }
-        let err = read_secret_file(Path::new("/nonexistent/secret")).unwrap_err().to_string();
-        assert!(err.contains("/nonexistent/secret") && err.contains("--cluster-secret-file"), "{err}");
+        let err = read_secret_file(Path::new("/nonexistent/secret"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("/nonexistent/secret") && err.contains("--cluster-secret-file"),
+            "{err}"
+        );
         let ok = file_with("0123456789abcdef0123\n", 0o640);
         assert_eq!(read_secret_file(ok.path()).unwrap(), b"0123456789abcdef0123");
     }
@@ -280,7 +289,9 @@ mod tests {
     #[test]
     fn a_joining_node_without_a_secret_is_told_where_to_get_one() {
         let dir = tempfile::tempdir().unwrap();
-        let err = ClusterSecret::resolve(None, dir.path(), true).unwrap_err().to_string();
+        let err = ClusterSecret::resolve(None, dir.path(), true)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("--cluster-secret-file"), "{err}");
         assert!(!dir.path().join(SECRET_FILE).exists());
     }

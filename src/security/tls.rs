@@ -59,11 +59,13 @@ pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig
 
 /// The CA certificates (PEM, one or more) that clients trust for the API.
 pub fn ca_certificates(path: &Path, flag: &str) -> Result<Vec<reqwest::Certificate>, InputError> {
-    let pem = std::fs::read(path).map_err(|e| {
-        InputError::new(format!("{flag} {}: cannot read: {e}", path.display()))
-    })?;
+    let pem = std::fs::read(path)
+        .map_err(|e| InputError::new(format!("{flag} {}: cannot read: {e}", path.display())))?;
     let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
-        InputError::new(format!("{flag} {}: not a PEM certificate bundle: {e}", path.display()))
+        InputError::new(format!(
+            "{flag} {}: not a PEM certificate bundle: {e}",
+            path.display()
+        ))
     })?;
     if certs.is_empty() {
         return Err(InputError::new(format!(
