@@ -134,7 +134,13 @@ async fn forged_and_plaintext_packets_are_dropped_and_counted() {
 async fn a_replayed_packet_is_dropped() {
     // A tap poses as a seed: the node sends it sealed Syn packets, which it then replays.
     let tap = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let sender = start("sender", addr(), &[tap.local_addr().unwrap()], "the-cluster-secret-1234").await;
+    let sender = start(
+        "sender",
+        addr(),
+        &[tap.local_addr().unwrap()],
+        "the-cluster-secret-1234",
+    )
+    .await;
     let mut packet = vec![0u8; 65_536];
     let (n, _) = tokio::time::timeout(DEADLINE, tap.recv_from(&mut packet))
         .await
@@ -155,10 +161,13 @@ async fn a_replayed_packet_is_dropped() {
     for _ in 0..3 {
         tap.send_to(&packet, victim_addr).await.unwrap();
     }
-    wait_for("the replays to be dropped (2 = replayed)", async || match rejected(&victim, 2) {
-        3 => Ok(()),
-        n => Err(format!("{n} replays counted")),
-    })
+    wait_for(
+        "the replays to be dropped (2 = replayed)",
+        async || match rejected(&victim, 2) {
+            3 => Ok(()),
+            n => Err(format!("{n} replays counted")),
+        },
+    )
     .await;
     sender.shutdown().await;
     victim.shutdown().await;
@@ -177,7 +186,8 @@ async fn a_state_larger_than_one_datagram_replicates_sealed() {
         )
     };
     for i in 0..400 {
-        a.set_local(&keys::ds_status_key(&format!("big-{i:03}")), status(i)).await;
+        a.set_local(&keys::ds_status_key(&format!("big-{i:03}")), status(i))
+            .await;
     }
     let b = start("b", addr(), &[seed], "the-cluster-secret-1234").await;
     wait_for("b to learn all of a's statuses", async || {
@@ -194,7 +204,10 @@ async fn a_state_larger_than_one_datagram_replicates_sealed() {
         }
     })
     .await;
-    assert_eq!(rejected(&b, 0) + rejected(&b, 1) + rejected(&b, 2) + rejected(&b, 3), 0);
+    assert_eq!(
+        rejected(&b, 0) + rejected(&b, 1) + rejected(&b, 2) + rejected(&b, 3),
+        0
+    );
     a.shutdown().await;
     b.shutdown().await;
 }

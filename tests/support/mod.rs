@@ -306,6 +306,11 @@ impl Cluster {
     /// N agents started identically: the same flags and the same list of `seeds` seed
     /// addresses (the first `seeds` nodes'), all at once.
     pub fn start_seeded(n: usize, seeds: usize, extra: &[&str]) -> Cluster {
+        Cluster::start_seeded_with(n, seeds, |_| extra.iter().map(|s| s.to_string()).collect())
+    }
+
+    /// [`Cluster::start_seeded`] with flags chosen per node (by index).
+    pub fn start_seeded_with(n: usize, seeds: usize, extra: impl Fn(usize) -> Vec<String>) -> Cluster {
         let root = tempfile::Builder::new()
             .prefix("everynode-test-")
             .tempdir()
@@ -319,7 +324,7 @@ impl Cluster {
             let mut args = vec!["--gossip-interval-ms".to_string(), "100".to_string()];
             args.push("--seed".into());
             args.push(seed_list.join(","));
-            args.extend(extra.iter().map(|s| s.to_string()));
+            args.extend(extra(i));
             let mut node = Node::new(root.path(), &format!("node-{i}"), args);
             node.gossip = *addr;
             nodes.push(node);
