@@ -303,7 +303,7 @@ fn bad_actors_are_refused_and_change_nothing() {
         "a0: &a0 [\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\"]\n".to_string(),
         |doc, i| {
             let prev = format!("*a{}", i - 1);
-            format!("{doc}a{i}: &a{i} [{}]\n", vec![prev.as_str(); 9].join(","))
+            format!("{doc}a{i}: &a{i} [{}]\n", [prev.as_str(); 9].join(","))
         },
     );
     let laughs = write_manifest(dir, "laughs.yaml", &laughs);
