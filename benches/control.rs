@@ -21,6 +21,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use everynode::config::{AgentFlags, NodeConfig};
+use everynode::security::node_auth::NodeAuth;
+use everynode::security::secret::ClusterSecret;
 use serde_json::{json, Value};
 
 use common::{env_u64, percentile, verdict};
@@ -59,6 +61,8 @@ struct Agent {
     api: SocketAddr,
     data_dir: PathBuf,
     log: PathBuf,
+    /// The cluster secret file every agent of the run shares.
+    secret: PathBuf,
     child: Option<Child>,
 }
 
@@ -84,6 +88,8 @@ impl Agent {
             .args(["--gossip-addr", &self.gossip.to_string()])
             .args(["--api-addr", &self.api.to_string()])
             .args(["--seed", seeds])
+            .arg("--cluster-secret-file")
+            .arg(&self.secret)
             .args(["--gossip-interval-ms", &gossip_ms.to_string()])
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
@@ -435,6 +441,19 @@ fn main() {
         .prefix("everynode-bench-control-")
         .tempdir()
         .expect("a temporary directory");
+    let secret_file = root.path().join("cluster-secret");
+    let secret_text: String = (0..4)
+        .map(|i| {
+            format!(
+                "{:016x}",
+                std::process::id() as u64 ^ (i * 0x9e37_79b9_7f4a_7c15u64)
+            )
+        })
+        .collect();
+    std::fs::write(&secret_file, &secret_text).expect("writing the cluster secret");
+    std::fs::set_permissions(&secret_file, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+        .expect("making the secret private");
+    let keys = ClusterSecret::from_bytes(secret_text.as_bytes()).keys();
     let mut agents: Vec<Agent> = (0..3)
         .map(|i| {
             let port = free_port();
@@ -444,6 +463,7 @@ fn main() {
                 api: SocketAddr::from(([127, 0, 0, 1], port)),
                 data_dir: root.path().join(format!("node-{i}")),
                 log: root.path().join(format!("node-{i}.log")),
+                secret: secret_file.clone(),
                 child: None,
             }
         })
@@ -473,7 +493,15 @@ fn main() {
         .enable_all()
         .build()
         .expect("building the tokio runtime");
+    // Every admin request carries the cluster's admin token, derived from the secret as the
+    // agents derive it.
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        format!("Bearer {}", keys.admin_token).parse().unwrap(),
+    );
     let http = reqwest::Client::builder()
+        .default_headers(headers)
         .timeout(REQUEST_TIMEOUT)
         .pool_max_idle_per_host(clients * 2)
         .build()
@@ -534,7 +562,15 @@ fn main() {
     // part of each write's cost.
     let store_bytes = rt
         .block_on(async {
-            http.get(agents[leader].url(everynode::control::distribute::STORE_PATH))
+            let path = everynode::control::distribute::STORE_PATH;
+            let signed = NodeAuth::new(&keys.node_http).sign_request(
+                "GET",
+                path,
+                b"",
+                everynode::security::unix_millis(),
+            );
+            http.get(agents[leader].url(path))
+                .header(everynode::security::node_auth::REQUEST_HEADER, signed.header)
                 .send()
                 .await?
                 .bytes()

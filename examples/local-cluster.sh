@@ -30,15 +30,22 @@ cargo build --release --quiet
 BIN=target/release/everynode
 mkdir -p "$BASE_DIR"
 SEED="127.0.0.1:$GOSSIP_BASE"
+# One secret for the whole cluster: gossip and node-to-node calls are sealed with keys derived from it.
+SECRET="$BASE_DIR/cluster-secret"
+if [[ ! -s "$SECRET" ]]; then
+  (umask 077; head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$SECRET")
+fi
 for i in $(seq 0 $((N - 1))); do
   "$BIN" agent --node-id "node-$i" --data-dir "$BASE_DIR/node-$i" --runtime process \
     --gossip-addr "127.0.0.1:$((GOSSIP_BASE + i))" --api-addr "127.0.0.1:$((API_BASE + i))" \
-    --seed "$SEED" --label "example.com/slot=$i" >"$BASE_DIR/node-$i.log" 2>&1 &
+    --seed "$SEED" --cluster-secret-file "$SECRET" --label "example.com/slot=$i" >"$BASE_DIR/node-$i.log" 2>&1 &
   echo $! >> "$BASE_DIR/pids"
   echo "started node-$i: gossip 127.0.0.1:$((GOSSIP_BASE + i)), API http://127.0.0.1:$((API_BASE + i)), log $BASE_DIR/node-$i.log"
 done
 
 export EVERYNODE_SERVER="http://127.0.0.1:$API_BASE"
+# Admin commands read the API token from a node's data dir.
+export EVERYNODE_DATA_DIR="$BASE_DIR/node-0"
 printf 'waiting for %s members and a leader' "$N"
 for _ in $(seq 1 150); do
   alive=$("$BIN" members -o json 2>/dev/null | grep -c '"state": "alive"' || true)
@@ -52,7 +59,7 @@ echo
 "$BIN" cluster
 cat <<EOT
 
-Talk to it:   export EVERYNODE_SERVER=$EVERYNODE_SERVER
+Talk to it:   export EVERYNODE_SERVER=$EVERYNODE_SERVER EVERYNODE_DATA_DIR=$EVERYNODE_DATA_DIR
               $BIN apply -f examples/hello.yaml
               $BIN get ds; $BIN describe ds hello
 Stop it:      $0 stop

@@ -50,8 +50,9 @@ pub struct AgentFlags {
     /// Stable node name [default: kept in the data dir, else the host name].
     #[arg(long, env = "EVERYNODE_NODE_ID", value_name = "ID")]
     pub node_id: Option<String>,
-    /// Where the node keeps its identity and state [default: /var/lib/everynode as root, else ~/.local/share/everynode].
-    #[arg(long, env = "EVERYNODE_DATA_DIR", value_name = "DIR")]
+    /// Where the node keeps its identity and state: the global `--data-dir`, which admin
+    /// commands also read their token from, so it is parsed by [`crate::cli::Cli`].
+    #[arg(skip)]
     pub data_dir: Option<PathBuf>,
     /// Cluster name; nodes gossip only within one cluster [default: everynode].
     #[arg(long, env = "EVERYNODE_CLUSTER", value_name = "NAME")]
@@ -89,6 +90,27 @@ pub struct AgentFlags {
     /// Seconds a voter may be dead before a live node takes its seat [default: 30].
     #[arg(long, env = "EVERYNODE_DEAD_VOTER_GRACE", value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..=86_400))]
     pub dead_voter_grace: Option<u64>,
+    /// File with the cluster secret, the same on every node (mode 0600) [default: generated in the data dir when a node without seeds forms a new cluster].
+    #[arg(long, env = "EVERYNODE_CLUSTER_SECRET_FILE", value_name = "FILE")]
+    pub cluster_secret_file: Option<PathBuf>,
+    /// Serve the API over TLS with this PEM certificate (chain); needs --tls-key.
+    #[arg(long, env = "EVERYNODE_TLS_CERT", value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, env = "EVERYNODE_TLS_KEY", value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// CA certificate nodes trust for each other's API with TLS: the global `--ca-cert`.
+    #[arg(skip)]
+    pub ca_cert: Option<PathBuf>,
+    /// Refuse DaemonSets that ask for privileged containers on this host.
+    #[arg(long, env = "EVERYNODE_DENY_PRIVILEGED")]
+    pub deny_privileged: bool,
+    /// Refuse DaemonSets that ask for the host's network or process namespace on this host.
+    #[arg(long, env = "EVERYNODE_DENY_HOST_NETWORK")]
+    pub deny_host_network: bool,
+    /// Allow hostPath volumes only under these absolute prefixes (comma-separated) [default: any path].
+    #[arg(long, env = "EVERYNODE_ALLOWED_HOST_PATHS", value_name = "PREFIX,...", value_delimiter = ',', num_args = 0..)]
+    pub allowed_host_paths: Option<Vec<String>>,
     /// Gossip round interval in milliseconds [default: 200].
     #[arg(long, env = "EVERYNODE_GOSSIP_INTERVAL_MS", value_name = "MS", value_parser = clap::value_parser!(u64).range(10..=10_000))]
     pub gossip_interval_ms: Option<u64>,
@@ -117,6 +139,13 @@ pub struct FileConfig {
     pub voters: Option<usize>,
     pub bootstrap_expect: Option<u16>,
     pub dead_voter_grace: Option<u64>,
+    pub cluster_secret_file: Option<PathBuf>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    pub ca_cert: Option<PathBuf>,
+    pub deny_privileged: Option<bool>,
+    pub deny_host_network: Option<bool>,
+    pub allowed_host_paths: Option<Vec<String>>,
 }
 
 /// Everything a node needs to start, validated.
@@ -138,6 +167,14 @@ pub struct NodeConfig {
     pub voters: usize,
     pub bootstrap_expect: usize,
     pub dead_voter_grace: Duration,
+    /// `None`: the one this node generated before, or a new one for a lone node.
+    pub cluster_secret_file: Option<PathBuf>,
+    /// Certificate and key of the API's TLS; `None` serves plain HTTP.
+    pub tls: Option<(PathBuf, PathBuf)>,
+    /// CA nodes trust for each other's certificates [default: the TLS certificate itself].
+    pub ca_cert: Option<PathBuf>,
+    /// What this host refuses to run.
+    pub policy: crate::agent::policy::NodePolicy,
 }
 
 impl NodeConfig {
@@ -181,7 +218,47 @@ impl NodeConfig {
             )));
         }
 
+        let tls = match (
+            flags.tls_cert.clone().or(file.tls_cert),
+            flags.tls_key.clone().or(file.tls_key),
+        ) {
+            (Some(cert), Some(key)) => Some((cert, key)),
+            (None, None) => None,
+            _ => {
+                return Err(InputError::new(format!(
+                    "--tls-cert and --tls-key go together (also as {} and {}): give both, or neither for plain HTTP",
+                    origin("tls_cert"),
+                    origin("tls_key")
+                )))
+            }
+        };
+        let allowed_host_paths = match flags.allowed_host_paths.clone().or(file.allowed_host_paths) {
+            Some(list) => {
+                let list: Vec<String> = list.into_iter().filter(|p| !p.trim().is_empty()).collect();
+                if let Some(bad) = list
+                    .iter()
+                    .find(|p| !p.starts_with('/') || p.split('/').any(|c| c == ".."))
+                {
+                    return Err(InputError::new(format!(
+                        "--allowed-host-paths / {}: `{bad}` is not an absolute path without `..`; give prefixes such as /var/log",
+                        origin("allowed_host_paths")
+                    )));
+                }
+                Some(list)
+            }
+            None => None,
+        };
+        let policy = crate::agent::policy::NodePolicy {
+            deny_privileged: flags.deny_privileged || file.deny_privileged.unwrap_or(false),
+            deny_host_network: flags.deny_host_network || file.deny_host_network.unwrap_or(false),
+            allowed_host_paths,
+        };
+
         Ok(NodeConfig {
+            cluster_secret_file: flags.cluster_secret_file.clone().or(file.cluster_secret_file),
+            tls,
+            ca_cert: flags.ca_cert.clone().or(file.ca_cert),
+            policy,
             node_id,
             data_dir: flags
                 .data_dir
@@ -391,6 +468,42 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("/nonexistent/everynode.toml"), "{err}");
+    }
+
+    #[test]
+    fn security_settings_from_file_and_flags() {
+        let f = write(
+            "cluster_secret_file = \"/etc/everynode/secret\"\ndeny_privileged = true\nallowed_host_paths = [\"/var/log\"]\ntls_cert = \"/c.pem\"\ntls_key = \"/k.pem\"\n",
+        );
+        let flags = AgentFlags {
+            config: Some(f.path().into()),
+            deny_host_network: true,
+            ..Default::default()
+        };
+        let cfg = NodeConfig::resolve(&flags).unwrap();
+        assert_eq!(
+            cfg.cluster_secret_file.as_deref(),
+            Some(Path::new("/etc/everynode/secret"))
+        );
+        assert!(cfg.policy.deny_privileged && cfg.policy.deny_host_network);
+        assert_eq!(cfg.policy.allowed_host_paths, Some(vec!["/var/log".to_string()]));
+        assert!(cfg.tls.is_some());
+
+        let half = write("tls_cert = \"/c.pem\"\n");
+        let err = NodeConfig::resolve(&AgentFlags {
+            config: Some(half.path().into()),
+            ..Default::default()
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("--tls-key"), "{err}");
+        let err = NodeConfig::resolve(&AgentFlags {
+            allowed_host_paths: Some(vec!["var/log".into()]),
+            ..Default::default()
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("`var/log`"), "{err}");
     }
 
     #[test]

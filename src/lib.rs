@@ -11,6 +11,7 @@
 //! - [`membership`]: the chitchat gossip wrapper: who is alive, and each node's published keys.
 //! - [`rollout`]: rolling updates: the leader's wave planner and the loop that commits its grants.
 //! - [`runtime`]: container runtimes; for now the choice between Docker and child processes.
+//! - [`security`]: the cluster secret and its derived keys, node-to-node HTTP signatures, API tokens, TLS.
 //! - [`node`]: wires one running node together (data dir, gossip, API) and shuts it down.
 //! - [`api`]: the HTTP JSON API every node serves, with health and Prometheus metrics.
 //! - [`cli`]: the `everynode` command line: the agent and the admin commands.
@@ -27,4 +28,5 @@ pub mod node;
 pub mod rollout;
 pub mod runtime;
 pub mod scheduling;
+pub mod security;
 pub mod spec;

@@ -25,12 +25,17 @@ use crate::control::types::Raft;
 use crate::control::writer::Writer;
 use crate::control::{self, distribute};
 use crate::error::InputError;
-use crate::membership::{keys, Membership, MembershipConfig};
+use crate::membership::secure::SecureUdpTransport;
+use crate::membership::{keys, GossipStats, Membership, MembershipConfig};
 use crate::rollout;
 use crate::runtime::docker::DockerRuntime;
 use crate::runtime::process::ProcessRuntime;
 use crate::runtime::{self, ContainerRuntime, RuntimeKind};
 use crate::scheduling::node::{builtin_labels, go_arch, NodeInfo};
+use crate::security::node_auth::NodeAuth;
+use crate::security::peer::PeerHttp;
+use crate::security::secret::{self, ClusterSecret, Origin};
+use crate::security::tls;
 
 /// File in the data dir that keeps the node id across restarts.
 const NODE_ID_FILE: &str = "node-id";
@@ -60,6 +65,35 @@ pub async fn run_observed(
 ) -> anyhow::Result<()> {
     let _lock = claim_data_dir(&config.data_dir)?;
     let node_id = resolve_node_id(&config.data_dir, config.node_id.as_deref())?;
+    let secret = ClusterSecret::resolve(
+        config.cluster_secret_file.as_deref(),
+        &config.data_dir,
+        !config.seeds.is_empty(),
+    )?;
+    let keys = secret.keys();
+    secret::write_tokens(&config.data_dir, &keys)?;
+    let tls_config = match &config.tls {
+        Some((cert, key)) => Some(tls::server_config(cert, key)?),
+        None => None,
+    };
+    // With TLS, nodes call each other over https and trust the cluster's CA (by default the
+    // certificate itself, when every node shares one).
+    let peer_roots = match &config.tls {
+        Some((cert, _)) => Some(tls::ca_certificates(
+            config.ca_cert.as_deref().unwrap_or(cert),
+            "--ca-cert",
+        )?),
+        None => None,
+    };
+    let node_auth = Arc::new(NodeAuth::new(&keys.node_http));
+    let peer_http = |timeout: Option<Duration>| {
+        PeerHttp::new(
+            Some(node_auth.clone()),
+            peer_roots.as_deref(),
+            Duration::from_secs(1),
+            timeout,
+        )
+    };
 
     let api_listener = tokio::net::TcpListener::bind(config.api_addr).await.map_err(|e| {
         InputError::new(format!(
@@ -101,7 +135,8 @@ pub async fn run_observed(
         (keys::RAFT_ID.to_string(), raft_id.to_string()),
         (keys::STORE_VERSION.to_string(), replica.version().to_string()),
     ];
-    let membership = Membership::start(
+    let gossip_stats = Arc::new(GossipStats::default());
+    let membership = Membership::start_with_stats(
         MembershipConfig {
             node_id: node_id.clone(),
             generation: started.as_millis() as u64,
@@ -113,7 +148,8 @@ pub async fn run_observed(
             dead_node_grace: Duration::from_secs(24 * 3600),
             initial_keys,
         },
-        Box::new(chitchat::transport::UdpTransport),
+        Box::new(SecureUdpTransport::new(keys.gossip, gossip_stats.clone())),
+        gossip_stats,
     )
     .await
     .map_err(|e| {
@@ -134,18 +170,31 @@ pub async fn run_observed(
         seeds = ?config.seeds,
         "node started"
     );
+    if let Origin::Generated(path) = &secret.origin {
+        info!(secret = %path.display(), "generated a new cluster secret");
+        // The how-to goes to stderr as plain text: logs may be JSON or filtered.
+        eprintln!(
+            "{}",
+            secret::generated_notice(path, &config.data_dir, gossip_advertise.port())
+        );
+    }
 
     let raft = Raft::new(
         raft_id,
         Arc::new(control::raft_config()),
-        control::network::HttpNetwork::new(None)?,
+        control::network::HttpNetwork::new(peer_http(None)?),
         log_store,
         state_machine,
     )
     .await
     .context("starting Raft")?;
     observe(raft.clone());
-    let writer = Writer::new(raft.clone(), raft_id, membership.clone());
+    let writer = Writer::new(
+        raft.clone(),
+        raft_id,
+        membership.clone(),
+        peer_http(Some(control::writer::WRITE_WAIT))?,
+    );
     let controller = Controller {
         raft: raft.clone(),
         raft_id,
@@ -173,11 +222,15 @@ pub async fn run_observed(
         replica.clone(),
         membership.clone(),
         config.gossip_interval,
+        peer_http(None)?,
     ));
 
     let container_runtime = open_runtime(runtime, &config.data_dir).await?;
     let agent_ctx = Arc::new(AgentContext {
-        settings: AgentSettings::new(&config.cluster, &node_id),
+        settings: AgentSettings {
+            policy: config.policy.clone(),
+            ..AgentSettings::new(&config.cluster, &node_id)
+        },
         runtime: container_runtime,
         sink: Arc::new(membership.clone()),
     });
@@ -190,6 +243,7 @@ pub async fn run_observed(
     let _agent = NodeAgent::new(agent_ctx.clone(), own, replica.subscribe()).start();
 
     let app = api::router(api::ApiState {
+        auth: Arc::new(api::auth::ApiAuth::new(&keys)),
         agent: Some(agent_ctx),
         membership: membership.clone(),
         control: Arc::new(api::ControlHandle {
@@ -198,10 +252,16 @@ pub async fn run_observed(
             writer,
         }),
     });
-    axum::serve(api_listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
-        .context("API server failed")?;
+    match tls_config {
+        Some(tls_config) => axum::serve(tls::TlsListener::new(api_listener, tls_config)?, app)
+            .with_graceful_shutdown(shutdown)
+            .await
+            .context("API server failed")?,
+        None => axum::serve(api_listener, app)
+            .with_graceful_shutdown(shutdown)
+            .await
+            .context("API server failed")?,
+    }
 
     info!("shutting down");
     if let Err(e) = raft.shutdown().await {

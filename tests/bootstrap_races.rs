@@ -44,6 +44,8 @@ struct TestNode {
     name: String,
     /// Where its HTTP API listens, for `GET /v1/members`.
     api: SocketAddr,
+    /// The admin token the node wrote into its data dir, for the API.
+    token: String,
     /// Its Raft handle, handed out by `run_observed`, for the metrics.
     raft: Raft,
     /// Resolves the node's shutdown future; taken when the node is stopped.
@@ -104,6 +106,7 @@ impl Case {
     /// resolves its flags.
     fn config(&self, i: usize) -> NodeConfig {
         let flags = AgentFlags {
+            cluster_secret_file: Some(support::cluster_secret(self.root.path())),
             node_id: Some(format!("node-{i}")),
             data_dir: Some(self.root.path().join(format!("node-{i}"))),
             cluster: Some(format!("race-{}", self.gossip[0].port())),
@@ -169,9 +172,14 @@ impl Case {
                 }
             }
         });
+        let token_file = self.root.path().join(format!("node-{i}")).join("admin-token");
         TestNode {
             name: format!("node-{i}"),
             api: self.api[i],
+            token: std::fs::read_to_string(token_file)
+                .expect("a started node has written its admin token")
+                .trim()
+                .to_string(),
             raft,
             stop: Some(stop_tx),
             task,
@@ -267,6 +275,7 @@ async fn gossip_roles_agree(
 ) -> Result<(), String> {
     let members: Vec<serde_json::Value> = http
         .get(format!("http://{}/v1/members", node.api))
+        .bearer_auth(&node.token)
         .send()
         .await
         .map_err(|e| e.to_string())?

@@ -109,7 +109,13 @@ fn docker_rollout_waves_failure_rollback_undo_pause_and_on_delete() {
             n.saturating_sub(5)
         }
     };
-    let sampler = Sampler::start_with_extra(server, "agent", BudgetChecker::new(1, 0, 2), count);
+    let sampler = Sampler::start_with_extra(
+        server,
+        cluster.nodes[0].admin_token(),
+        "agent",
+        BudgetChecker::new(1, 0, 2),
+        count,
+    );
     apply(n0, &manifest(&dir, "v2", IMAGE_V2, ROLLING, ""));
     run_ok(n0, &["rollout", "status", "ds", "agent", "--timeout", "180s"]);
     let checker = sampler.finish();

@@ -91,7 +91,7 @@ fn sigterm_stops_a_node_cleanly_and_metrics_count_members() {
             Err(format!("alive: {alive:?}"))
         }
     });
-    let metrics = reqwest_get(&format!("{}/metrics", node.server()));
+    let metrics = reqwest_get(&format!("{}/metrics", node.server()), Some(&node.admin_token()));
     assert!(
         metrics.contains("everynode_members{state=\"alive\"} 2"),
         "{metrics}"
@@ -100,7 +100,10 @@ fn sigterm_stops_a_node_cleanly_and_metrics_count_members() {
         metrics.contains("everynode_gossip_packets_total{direction=\"sent\"}"),
         "{metrics}"
     );
-    assert_eq!(reqwest_get(&format!("{}/healthz", node.server())).trim(), "ok");
+    assert_eq!(
+        reqwest_get(&format!("{}/healthz", node.server()), None).trim(),
+        "ok"
+    );
 
     let status = cluster.nodes[1].stop();
     assert!(status.success(), "agent exited with {status}");
@@ -111,10 +114,16 @@ fn sigterm_stops_a_node_cleanly_and_metrics_count_members() {
     );
 }
 
-fn reqwest_get(url: &str) -> String {
+fn reqwest_get(url: &str, token: Option<&str>) -> String {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
-    rt.block_on(async { reqwest::get(url).await.unwrap().text().await.unwrap() })
+    rt.block_on(async {
+        let mut req = reqwest::Client::new().get(url);
+        if let Some(token) = token {
+            req = req.bearer_auth(token);
+        }
+        req.send().await.unwrap().text().await.unwrap()
+    })
 }

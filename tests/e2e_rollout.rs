@@ -80,7 +80,12 @@ fn rolling_update_keeps_the_budget_and_a_new_leader_finishes_it() {
 
     let leader = leader_index(&cluster);
     let server = Arc::new(Mutex::new(cluster.nodes[leader].server()));
-    let sampler = Sampler::start(server.clone(), "agent", BudgetChecker::new(1, 0, 2));
+    let sampler = Sampler::start(
+        server.clone(),
+        cluster.nodes[0].admin_token(),
+        "agent",
+        BudgetChecker::new(1, 0, 2),
+    );
     let v2 = Spec { version: "v2", ..v1 };
     apply(&cluster.nodes[0], &write_manifest(&dir, "agent", &v2));
 

@@ -1,14 +1,16 @@
 //! The HTTP Raft network end to end on loopback: three nodes behind axum replicate a write,
-//! a fourth catches up by a snapshot sent over `/raft/snapshot`, and a wrong token is refused.
+//! a fourth catches up by a snapshot sent over `/raft/snapshot`, and a node signing with
+//! another cluster's key is refused.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::routing::post;
 use axum::Json;
+use everynode::api::auth::{require_node, ApiAuth};
 use everynode::control::network::{
     handle_append, handle_snapshot, handle_vote, HttpNetwork, SnapshotRequest, APPEND_PATH, SNAPSHOT_PATH,
     VOTE_PATH,
@@ -18,48 +20,55 @@ use everynode::control::types::{
     AppendEntriesRequest, Entry, EntryPayload, LogId, NodeId, RPCError, Vote, VoteRequest,
 };
 use everynode::control::{open, raft_config, Raft, RaftNode};
+use everynode::security::node_auth::NodeAuth;
+use everynode::security::peer::PeerHttp;
+use everynode::security::secret::ClusterSecret;
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::CommittedLeaderId;
 use tempfile::TempDir;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-const TOKEN: &str = "s3cret";
+const KEY: [u8; 32] = [7; 32];
 const SETTLE: Duration = Duration::from_secs(5);
 
-fn authorized(headers: &HeaderMap) -> Result<(), StatusCode> {
-    let want = format!("Bearer {TOKEN}");
-    match headers.get("authorization") {
-        Some(v) if v.as_bytes() == want.as_bytes() => Ok(()),
-        _ => Err(StatusCode::UNAUTHORIZED),
-    }
-}
-
-/// The routes the node's API will mount, reduced to what this test needs.
+/// The node signature check the node's API applies to these routes.
 fn routes(raft: Raft) -> axum::Router {
+    let auth = Arc::new(ApiAuth::new(&ClusterSecret::from_bytes(&KEY).keys()));
     axum::Router::new()
         .route(
             APPEND_PATH,
-            post(|State(raft): State<Raft>, headers: HeaderMap, Json(req): Json<AppendEntriesRequest>| async move {
-                authorized(&headers)?;
-                Ok::<_, StatusCode>(Json(handle_append(&raft, req).await))
-            }),
+            post(
+                |State(raft): State<Raft>, Json(req): Json<AppendEntriesRequest>| async move {
+                    Json(handle_append(&raft, req).await)
+                },
+            ),
         )
         .route(
             VOTE_PATH,
-            post(|State(raft): State<Raft>, headers: HeaderMap, Json(req): Json<VoteRequest>| async move {
-                authorized(&headers)?;
-                Ok::<_, StatusCode>(Json(handle_vote(&raft, req).await))
-            }),
+            post(
+                |State(raft): State<Raft>, Json(req): Json<VoteRequest>| async move {
+                    Json(handle_vote(&raft, req).await)
+                },
+            ),
         )
         .route(
             SNAPSHOT_PATH,
-            post(|State(raft): State<Raft>, headers: HeaderMap, Json(req): Json<SnapshotRequest>| async move {
-                authorized(&headers)?;
-                Ok::<_, StatusCode>(Json(handle_snapshot(&raft, req).await))
-            }),
+            post(
+                |State(raft): State<Raft>, Json(req): Json<SnapshotRequest>| async move {
+                    Json(handle_snapshot(&raft, req).await)
+                },
+            ),
         )
+        .route_layer(axum::middleware::from_fn_with_state(auth, require_node))
         .with_state(raft)
+}
+
+/// A network signing with the node key derived from `secret`.
+fn network(secret: &[u8]) -> HttpNetwork {
+    let keys = ClusterSecret::from_bytes(secret).keys();
+    let auth = Arc::new(NodeAuth::new(&keys.node_http));
+    HttpNetwork::new(PeerHttp::new(Some(auth), None, Duration::from_secs(1), None).unwrap())
 }
 
 struct Node {
@@ -79,7 +88,7 @@ async fn start_node(id: NodeId) -> Node {
     let dir = tempfile::tempdir().unwrap();
     let (log, sm) = open(dir.path()).await.unwrap();
     let store = sm.subscribe();
-    let network = HttpNetwork::new(Some(TOKEN.into())).unwrap();
+    let network = network(&KEY);
     let raft = Raft::new(id, Arc::new(raft_config()), network, log, sm)
         .await
         .unwrap();
@@ -154,12 +163,9 @@ async fn three_nodes_replicate_over_http_and_a_newcomer_gets_a_snapshot() {
 }
 
 #[tokio::test]
-async fn a_peer_that_refuses_our_token_is_unreachable_not_a_remote_error() {
+async fn a_peer_that_refuses_our_signature_is_unreachable_not_a_remote_error() {
     let node = start_node(1).await;
-    let mut peer = HttpNetwork::new(Some("wrong".into()))
-        .unwrap()
-        .new_client(1, &node.info)
-        .await;
+    let mut peer = network(&[8; 32]).new_client(1, &node.info).await;
     let err = peer
         .vote(
             VoteRequest::new(Vote::new(1, 2), None),
@@ -185,7 +191,7 @@ async fn an_append_over_the_peer_body_limit_asks_openraft_for_smaller_batches() 
     let app = axum::Router::new().route(APPEND_PATH, post(|| async { StatusCode::PAYLOAD_TOO_LARGE }));
     let server = tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
 
-    let mut peer = HttpNetwork::new(None).unwrap().new_client(9, &info).await;
+    let mut peer = HttpNetwork::new(PeerHttp::unsigned()).new_client(9, &info).await;
     let entries = (1..=4)
         .map(|i| Entry {
             log_id: LogId::new(CommittedLeaderId::new(1, 1), i),

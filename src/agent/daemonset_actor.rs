@@ -28,6 +28,8 @@ pub enum Want {
     Run(Box<Desired>),
     /// The template cannot run here; the message says why (shown as `CreateContainerConfigError`).
     Invalid(String),
+    /// This node's policy refuses the template; the message says why (shown as `PolicyDenied`).
+    Refused(String),
     /// Stop everything (grace periods honoured), withdraw the status, then stop the actor.
     Retire,
 }
@@ -221,7 +223,7 @@ impl Pass {
                         }
                         Some(d)
                     }
-                    Want::Invalid(_) | Want::Retire => None,
+                    Want::Invalid(_) | Want::Refused(_) | Want::Retire => None,
                 };
                 let plan = reconcile(desired.as_ref(), &actual, &self.slots, self.grace, now);
                 for action in plan.actions {
@@ -293,6 +295,10 @@ impl Pass {
                                 self.last_error = Some(why.clone());
                                 Phase::Error("CreateContainerConfigError".into())
                             }
+                            Want::Refused(why) => {
+                                self.last_error = Some(why.clone());
+                                Phase::Error(super::policy::REFUSED_STATE.into())
+                            }
                             _ => phase,
                         };
                         let phase = if acted && phase == Phase::Running {
@@ -318,6 +324,10 @@ impl Pass {
             (None, Want::Invalid(why)) => {
                 Some(self.status(Phase::Error("CreateContainerConfigError".into()), "", false, None))
                     .inspect(|_| self.last_error = Some(why.clone()))
+            }
+            (None, Want::Refused(why)) => {
+                self.last_error = Some(why.clone());
+                Some(self.status(Phase::Error(super::policy::REFUSED_STATE.into()), "", false, None))
             }
             _ => status,
         };

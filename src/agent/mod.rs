@@ -7,10 +7,12 @@
 //! - [`status`]: the per-DaemonSet status gossiped by each node, and its aggregation.
 //! - [`daemonset_actor`]: the thin actor around `reconcile` that talks to the runtime.
 //! - [`node_agent`]: the supervisor that follows the store and this node's labels and taints.
+//! - [`policy`]: what this host's owner refuses to run (privileged, host network, host paths).
 
 pub mod daemonset_actor;
 pub mod desired;
 pub mod node_agent;
+pub mod policy;
 pub mod probe;
 pub mod reconcile;
 pub mod status;
@@ -53,6 +55,8 @@ pub struct AgentSettings {
     pub backoff: BackoffPolicy,
     /// Grace period for instances of DaemonSets the store no longer has.
     pub orphan_grace: Duration,
+    /// What this host refuses to run, whatever the cluster asks.
+    pub policy: policy::NodePolicy,
 }
 
 impl AgentSettings {
@@ -63,6 +67,7 @@ impl AgentSettings {
             resync: Duration::from_secs(1),
             backoff: BackoffPolicy::default(),
             orphan_grace: Duration::from_secs(10),
+            policy: policy::NodePolicy::default(),
         }
     }
 }

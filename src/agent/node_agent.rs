@@ -114,7 +114,10 @@ impl NodeAgent {
                             Strategy::from_spec(&ds.spec.update_strategy).budget(1),
                             Some(b) if b.max_surge > 0
                         );
-                        Want::Run(Box::new(d))
+                        match settings.policy.check(name, &d.specs) {
+                            Ok(()) => Want::Run(Box::new(d)),
+                            Err(why) => Want::Refused(why),
+                        }
                     }
                     Err(e) => Want::Invalid(e.to_string()),
                 }

@@ -80,6 +80,22 @@ pub async fn render(state: &ApiState) -> String {
         &[("direction", "received")],
         bytes_received,
     );
+    out.family(
+        "everynode_gossip_rejected_total",
+        "counter",
+        "Gossip datagrams dropped unopened, by reason (malformed, unauthentic, replayed, stale).",
+    );
+    for (reason, count) in membership.stats().rejected_snapshot() {
+        out.sample("everynode_gossip_rejected_total", &[("reason", reason)], count);
+    }
+    out.family(
+        "everynode_api_refused_total",
+        "counter",
+        "API requests refused before any handler ran, by reason.",
+    );
+    for (reason, count) in state.auth.refused.snapshot() {
+        out.sample("everynode_api_refused_total", &[("reason", reason)], count);
+    }
     let raft = state.control.raft.metrics().borrow().clone();
     out.family("everynode_raft_term", "gauge", "Raft term this node knows.");
     out.sample("everynode_raft_term", &[], raft.current_term);

@@ -1,5 +1,6 @@
 //! The HTTP JSON API every node serves: members, DaemonSets, node overrides, health, Prometheus metrics, and the node-to-node control endpoints.
 
+pub mod auth;
 pub mod control;
 pub mod metrics;
 pub mod rollout;
@@ -35,12 +36,27 @@ pub struct ApiState {
     pub control: Arc<ControlHandle>,
     /// This node's agent (runtime and identity), for `logs`; `None` where no agent runs.
     pub agent: Option<Arc<crate::agent::AgentContext>>,
+    /// The tokens and node key requests are checked against.
+    pub auth: Arc<auth::ApiAuth>,
 }
 
-/// The API routes, ready to be served on a listener.
+/// The API routes, ready to be served on a listener. `/healthz` is open; node-to-node routes
+/// need a node signature; everything else a bearer token (see [`auth`]).
 pub fn router(state: ApiState) -> Router {
-    Router::new()
-        .route("/healthz", get(healthz))
+    let internal = Router::new()
+        .route("/raft/append", post(control::raft_append))
+        .route("/raft/vote", post(control::raft_vote))
+        .route("/raft/snapshot", post(control::raft_snapshot))
+        .route(crate::control::distribute::STORE_PATH, get(control::store_copy))
+        .route(
+            crate::control::writer::FORWARD_PATH,
+            post(control::forwarded_write),
+        )
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.auth.clone(),
+            auth::require_node,
+        ));
+    let admin = Router::new()
         .route("/metrics", get(metrics_text))
         .route("/v1/members", get(members))
         .route("/v1/cluster", get(control::cluster))
@@ -59,14 +75,14 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/nodes/{name}/labels", post(control::label_node))
         .route("/v1/nodes/{name}/taints", post(control::taint_node))
         .route("/v1/nodes/{name}/drain", post(control::drain_node))
-        .route("/raft/append", post(control::raft_append))
-        .route("/raft/vote", post(control::raft_vote))
-        .route("/raft/snapshot", post(control::raft_snapshot))
-        .route(crate::control::distribute::STORE_PATH, get(control::store_copy))
-        .route(
-            crate::control::writer::FORWARD_PATH,
-            post(control::forwarded_write),
-        )
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.auth.clone(),
+            auth::require_token,
+        ));
+    Router::new()
+        .route("/healthz", get(healthz))
+        .merge(internal)
+        .merge(admin)
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
 }

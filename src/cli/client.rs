@@ -1,33 +1,128 @@
 //! HTTP client for the admin commands; failures say which server was tried and how to pick another.
 
+use std::path::Path;
+
 use anyhow::anyhow;
+use reqwest::StatusCode;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+
+use crate::security::secret::{ADMIN_TOKEN_FILE, READONLY_TOKEN_FILE};
+
+/// Where admin commands go and with what credentials, resolved once from the global flags.
+#[derive(Clone)]
+pub struct Target {
+    /// `--server` / `EVERYNODE_SERVER`, as given.
+    pub server: String,
+    pub token: TokenSource,
+    /// `--ca-cert`: the only roots trusted for https; `None` talks plain http by default.
+    pub roots: Option<Vec<reqwest::Certificate>>,
+}
+
+impl Target {
+    /// The same credentials towards another node's API (`HOST:PORT` as gossiped), with the
+    /// scheme of the server first talked to.
+    pub fn with_node(&self, api_addr: &str) -> Target {
+        let scheme = self
+            .server
+            .split_once("://")
+            .map(|(s, _)| s)
+            .unwrap_or(self.default_scheme());
+        Target {
+            server: if api_addr.contains("://") {
+                api_addr.to_string()
+            } else {
+                format!("{scheme}://{api_addr}")
+            },
+            ..self.clone()
+        }
+    }
+
+    fn default_scheme(&self) -> &'static str {
+        if self.roots.is_some() {
+            "https"
+        } else {
+            "http"
+        }
+    }
+}
+
+/// The API token and where it came from (or every place looked at), for error messages.
+#[derive(Clone, Debug)]
+pub struct TokenSource {
+    pub token: Option<String>,
+    pub origin: String,
+}
+
+impl TokenSource {
+    /// `--token` / `EVERYNODE_TOKEN`, else the admin token of the node whose data dir is
+    /// `data_dir` (default: this host's), else its read-only token.
+    pub fn resolve(given: Option<String>, data_dir: Option<&Path>) -> TokenSource {
+        if let Some(token) = given.map(|t| t.trim().to_string()).filter(|t| !t.is_empty()) {
+            return TokenSource {
+                token: Some(token),
+                origin: "--token / EVERYNODE_TOKEN".into(),
+            };
+        }
+        let dir = data_dir
+            .map(Path::to_path_buf)
+            .unwrap_or_else(crate::config::default_data_dir);
+        let mut looked = Vec::new();
+        for name in [ADMIN_TOKEN_FILE, READONLY_TOKEN_FILE] {
+            let path = dir.join(name);
+            match std::fs::read_to_string(&path) {
+                Ok(text) if !text.trim().is_empty() => {
+                    return TokenSource {
+                        token: Some(text.trim().to_string()),
+                        origin: path.display().to_string(),
+                    }
+                }
+                Ok(_) => looked.push(format!("{} is empty", path.display())),
+                Err(e) => looked.push(format!("{}: {e}", path.display())),
+            }
+        }
+        TokenSource {
+            token: None,
+            origin: format!(
+                "--token and EVERYNODE_TOKEN are unset, and no token file could be read ({})",
+                looked.join("; ")
+            ),
+        }
+    }
+}
 
 /// A node's API, as named by `--server` / `EVERYNODE_SERVER`.
 pub struct Client {
     base: String,
     http: reqwest::Client,
+    token: TokenSource,
 }
 
 impl Client {
-    pub fn new(server: &str) -> anyhow::Result<Client> {
+    pub fn new(target: &Target) -> anyhow::Result<Client> {
+        let server = target.server.as_str();
         let base = if server.contains("://") {
             server.to_string()
         } else {
-            format!("http://{server}")
+            format!("{}://{server}", target.default_scheme())
         };
         let parsed = reqwest::Url::parse(&base).map_err(|e| {
             crate::error::InputError::new(format!(
                 "--server {server}: not a URL ({e}); use e.g. http://10.0.0.1:9495"
             ))
         })?;
+        // Writes may wait for an election (a few seconds) before the server answers.
+        let mut builder = reqwest::Client::builder().timeout(std::time::Duration::from_secs(30));
+        if let Some(roots) = &target.roots {
+            builder = builder.tls_built_in_root_certs(false);
+            for cert in roots {
+                builder = builder.add_root_certificate(cert.clone());
+            }
+        }
         Ok(Client {
             base: parsed.as_str().trim_end_matches('/').to_string(),
-            // Writes may wait for an election (a few seconds) before the server answers.
-            http: reqwest::Client::builder()
-                .timeout(std::time::Duration::from_secs(30))
-                .build()?,
+            http: builder.build()?,
+            token: target.token.clone(),
         })
     }
 
@@ -52,6 +147,10 @@ impl Client {
     }
 
     async fn send<T: DeserializeOwned>(&self, req: reqwest::RequestBuilder) -> anyhow::Result<T> {
+        let req = match &self.token.token {
+            Some(token) => req.bearer_auth(token),
+            None => req,
+        };
         let resp = req.send().await.map_err(|e| self.unreachable(e))?;
         let status = resp.status();
         let url = resp.url().to_string();
@@ -70,7 +169,23 @@ impl Client {
                         String::from_utf8_lossy(&body).trim()
                     )
                 });
-            return Err(anyhow!(message));
+            return Err(match (status, &self.token.token) {
+                (StatusCode::UNAUTHORIZED, None) => anyhow!(
+                    "the everynode API at {} needs a token and none was found: {}; pass --token TOKEN or set \
+                     EVERYNODE_TOKEN (the token is in DATA_DIR/admin-token on any node of the cluster), or point \
+                     --data-dir / EVERYNODE_DATA_DIR at this host's node data dir",
+                    self.base,
+                    self.token.origin
+                ),
+                (StatusCode::UNAUTHORIZED, Some(_)) => anyhow!(
+                    "the everynode API at {} refused the token from {}: {message}; use the token of the cluster \
+                     behind --server (DATA_DIR/admin-token on any of its nodes) with --token or EVERYNODE_TOKEN",
+                    self.base,
+                    self.token.origin
+                ),
+                (StatusCode::FORBIDDEN, _) => anyhow!("{message} (token from {})", self.token.origin),
+                _ => anyhow!(message),
+            });
         }
         let body: &[u8] = if body.is_empty() { b"null" } else { &body };
         serde_json::from_slice(body).map_err(|e| anyhow!("{url}: unexpected answer: {e}"))
@@ -82,8 +197,13 @@ impl Client {
         while let Some(next) = cause.source() {
             cause = next;
         }
+        let tls_hint = if self.base.starts_with("https://") {
+            "; for https pass the CA certificate that signed the API's certificate with --ca-cert (EVERYNODE_CA_CERT)"
+        } else {
+            ""
+        };
         anyhow!(
-            "cannot reach the everynode API at {} ({cause}); is an agent running there? point elsewhere with --server URL or EVERYNODE_SERVER",
+            "cannot reach the everynode API at {} ({cause}); is an agent running there? point elsewhere with --server URL or EVERYNODE_SERVER{tls_hint}",
             self.base
         )
     }

@@ -2,11 +2,11 @@
 
 use std::process::ExitCode;
 
-use super::client::Client;
+use super::client::{Client, Target};
 use super::output::OutputFormat;
 use crate::api::control::ClusterView;
 
-pub async fn run(server: &str, format: OutputFormat) -> anyhow::Result<ExitCode> {
+pub async fn run(server: &Target, format: OutputFormat) -> anyhow::Result<ExitCode> {
     let view: ClusterView = Client::new(server)?.get("/v1/cluster").await?;
     match format {
         OutputFormat::Json | OutputFormat::Yaml => super::output::print_structured(&view, format)?,

@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use anyhow::bail;
 
-use super::client::Client;
+use super::client::{Client, Target};
 use super::output::{self, OutputFormat};
 use crate::api::control::{ApplyRequest, ApplyResult, DaemonSetView};
 use crate::control::store::ApplyOutcome;
@@ -33,7 +33,7 @@ fn load_valid(source: &str) -> anyhow::Result<Vec<crate::spec::Valid>> {
     Ok(valid)
 }
 
-pub async fn apply(server: &str, source: &str, format: OutputFormat) -> anyhow::Result<ExitCode> {
+pub async fn apply(server: &Target, source: &str, format: OutputFormat) -> anyhow::Result<ExitCode> {
     let valid = load_valid(source)?;
     let objects = valid
         .iter()
@@ -60,7 +60,7 @@ pub async fn apply(server: &str, source: &str, format: OutputFormat) -> anyhow::
     Ok(ExitCode::SUCCESS)
 }
 
-pub async fn get(server: &str, name: Option<&str>, format: OutputFormat) -> anyhow::Result<ExitCode> {
+pub async fn get(server: &Target, name: Option<&str>, format: OutputFormat) -> anyhow::Result<ExitCode> {
     let client = Client::new(server)?;
     let views: Vec<DaemonSetView> = match name {
         Some(n) => vec![client.get(&format!("/v1/daemonsets/{n}")).await?],
@@ -149,7 +149,7 @@ pub fn render_table(views: &[DaemonSetView], wide: bool) -> String {
     output::table(&header, &rows)
 }
 
-pub async fn describe(server: &str, name: &str) -> anyhow::Result<ExitCode> {
+pub async fn describe(server: &Target, name: &str) -> anyhow::Result<ExitCode> {
     let v: DaemonSetView = Client::new(server)?
         .get(&format!("/v1/daemonsets/{name}"))
         .await?;
@@ -261,7 +261,7 @@ pub fn render_description(v: &DaemonSetView) -> String {
     out
 }
 
-pub async fn delete(server: &str, name: Option<&str>, file: Option<&str>) -> anyhow::Result<ExitCode> {
+pub async fn delete(server: &Target, name: Option<&str>, file: Option<&str>) -> anyhow::Result<ExitCode> {
     let names: Vec<String> = match (name, file) {
         (Some(n), None) => vec![n.to_string()],
         (None, Some(f)) => load_valid(f)?

@@ -2,12 +2,17 @@
 
 use std::process::ExitCode;
 
-use super::client::Client;
+use super::client::{Client, Target};
 use crate::api::control::LogsView;
 use crate::error::InputError;
 use crate::membership::Member;
 
-pub async fn run(server: &str, daemonset: &str, node: &str, tail: Option<usize>) -> anyhow::Result<ExitCode> {
+pub async fn run(
+    server: &Target,
+    daemonset: &str,
+    node: &str,
+    tail: Option<usize>,
+) -> anyhow::Result<ExitCode> {
     let members: Vec<Member> = Client::new(server)?.get("/v1/members").await?;
     let member = members.iter().find(|m| m.name == node).ok_or_else(|| {
         InputError::new(format!(
@@ -21,7 +26,9 @@ pub async fn run(server: &str, daemonset: &str, node: &str, tail: Option<usize>)
         Some(n) => format!("/v1/local/logs/{daemonset}?tail={n}"),
         None => format!("/v1/local/logs/{daemonset}"),
     };
-    let view: LogsView = Client::new(&member.api_addr)?.get(&path).await?;
+    let view: LogsView = Client::new(&server.with_node(&member.api_addr))?
+        .get(&path)
+        .await?;
     print!("{}", view.logs);
     Ok(ExitCode::SUCCESS)
 }

@@ -2,11 +2,11 @@
 
 use std::process::ExitCode;
 
-use super::client::Client;
+use super::client::{Client, Target};
 use super::output::{self, OutputFormat};
 use crate::membership::Member;
 
-pub async fn run(server: &str, format: OutputFormat) -> anyhow::Result<ExitCode> {
+pub async fn run(server: &Target, format: OutputFormat) -> anyhow::Result<ExitCode> {
     let members: Vec<Member> = Client::new(server)?.get("/v1/members").await?;
     match format {
         OutputFormat::Json | OutputFormat::Yaml => output::print_structured(&members, format)?,

@@ -12,6 +12,7 @@ pub mod pods;
 pub mod rollout;
 pub mod validate;
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
@@ -19,8 +20,8 @@ use clap::{Args, Parser, Subcommand};
 use crate::config::AgentFlags;
 pub use output::OutputFormat;
 
-/// Default API address the admin commands talk to.
-pub const DEFAULT_SERVER: &str = "http://127.0.0.1:9495";
+/// Default API address the admin commands talk to (with `http://`, or `https://` given `--ca-cert`).
+pub const DEFAULT_SERVER_ADDR: &str = "127.0.0.1:9495";
 
 #[derive(Debug, Parser)]
 #[command(
@@ -30,9 +31,24 @@ pub const DEFAULT_SERVER: &str = "http://127.0.0.1:9495";
     propagate_version = true
 )]
 pub struct Cli {
-    /// API of the node to talk to [default: http://127.0.0.1:9495].
+    /// API of the node to talk to [default: http://127.0.0.1:9495, https with --ca-cert].
     #[arg(long, global = true, env = "EVERYNODE_SERVER", value_name = "URL")]
     pub server: Option<String>,
+    /// API token [default: DATA_DIR/admin-token, else DATA_DIR/readonly-token, of this host's node].
+    #[arg(
+        long,
+        global = true,
+        env = "EVERYNODE_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
+    pub token: Option<String>,
+    /// The node's data dir: `agent` keeps its state there, admin commands read the token there [default: /var/lib/everynode as root, else ~/.local/share/everynode].
+    #[arg(long, global = true, env = "EVERYNODE_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// CA certificate (PEM) that signed the API's TLS certificate; admin commands then use https by default, and an agent with --tls-cert trusts it for other nodes [default for an agent: its --tls-cert].
+    #[arg(long, global = true, env = "EVERYNODE_CA_CERT", value_name = "FILE")]
+    pub ca_cert: Option<PathBuf>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -247,40 +263,56 @@ pub struct OutputArgs {
 
 /// Runs the parsed command; errors carry their exit code (see [`crate::error::exit_code`]).
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    let server = cli.server.unwrap_or_else(|| DEFAULT_SERVER.to_string());
+    if let Command::Agent(mut flags) = cli.command {
+        flags.data_dir = cli.data_dir;
+        flags.ca_cert = cli.ca_cert;
+        return agent::run(*flags);
+    }
+    let roots = match &cli.ca_cert {
+        Some(path) => Some(crate::security::tls::ca_certificates(path, "--ca-cert")?),
+        None => None,
+    };
+    let server = &client::Target {
+        server: cli.server.unwrap_or_else(|| {
+            let scheme = if roots.is_some() { "https" } else { "http" };
+            format!("{scheme}://{DEFAULT_SERVER_ADDR}")
+        }),
+        token: client::TokenSource::resolve(cli.token, cli.data_dir.as_deref()),
+        roots,
+    };
     match cli.command {
-        Command::Agent(flags) => agent::run(*flags),
+        Command::Agent(_) => unreachable!("handled above"),
         Command::Members(out)
         | Command::Get {
             what: GetCommand::Nodes(out),
-        } => block_on(members::run(&server, out.output)),
+        } => block_on(members::run(server, out.output)),
         Command::Get {
             what: GetCommand::DaemonSets { name, out },
-        } => block_on(daemonsets::get(&server, name.as_deref(), out.output)),
-        Command::Cluster(out) => block_on(cluster::run(&server, out.output)),
+        } => block_on(daemonsets::get(server, name.as_deref(), out.output)),
+        Command::Cluster(out) => block_on(cluster::run(server, out.output)),
         Command::Get {
             what: GetCommand::Pods { node, selector, out },
         } => block_on(pods::get(
-            &server,
+            server,
             node.as_deref(),
             selector.as_deref(),
             out.output,
         )),
-        Command::Drain { node } => block_on(nodes::drain(&server, &node, true)),
-        Command::Uncordon { node } => block_on(nodes::drain(&server, &node, false)),
+        Command::Drain { node } => block_on(nodes::drain(server, &node, true)),
+        Command::Uncordon { node } => block_on(nodes::drain(server, &node, false)),
         Command::Logs {
             daemonset,
             node,
             tail,
-        } => block_on(logs::run(&server, &daemonset, &node, tail)),
-        Command::Apply { file, out } => block_on(daemonsets::apply(&server, &file, out.output)),
+        } => block_on(logs::run(server, &daemonset, &node, tail)),
+        Command::Apply { file, out } => block_on(daemonsets::apply(server, &file, out.output)),
         Command::Describe {
             what: DescribeCommand::DaemonSet { name },
-        } => block_on(daemonsets::describe(&server, &name)),
+        } => block_on(daemonsets::describe(server, &name)),
         Command::Delete {
             what: Some(DeleteCommand::Pod { daemonset, node }),
             file: None,
-        } => block_on(rollout::delete_pod(&server, &daemonset, &node)),
+        } => block_on(rollout::delete_pod(server, &daemonset, &node)),
         Command::Delete {
             what: Some(DeleteCommand::Pod { .. }),
             file: Some(_),
@@ -293,15 +325,15 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 DeleteCommand::DaemonSet { name } => name,
                 DeleteCommand::Pod { daemonset, .. } => daemonset,
             });
-            block_on(daemonsets::delete(&server, name.as_deref(), file.as_deref()))
+            block_on(daemonsets::delete(server, name.as_deref(), file.as_deref()))
         }
-        Command::Rollout { what } => run_rollout(&server, what),
+        Command::Rollout { what } => run_rollout(server, what),
         Command::Label {
             what: NodeChange::Node { node, changes },
-        } => block_on(nodes::label(&server, &node, &changes)),
+        } => block_on(nodes::label(server, &node, &changes)),
         Command::Taint {
             what: NodeChange::Node { node, changes },
-        } => block_on(nodes::taint(&server, &node, &changes)),
+        } => block_on(nodes::taint(server, &node, &changes)),
         Command::Validate { file, out } => {
             let stdout = std::io::stdout();
             let valid = validate::run(&file, out.output, &mut stdout.lock())?;
@@ -314,7 +346,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
-fn run_rollout(server: &str, what: RolloutCommand) -> anyhow::Result<ExitCode> {
+fn run_rollout(server: &client::Target, what: RolloutCommand) -> anyhow::Result<ExitCode> {
     match what {
         RolloutCommand::Status { target, timeout, out } => {
             let name = target.resolve()?;

@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use anyhow::bail;
 
-use super::client::Client;
+use super::client::{Client, Target};
 use crate::api::control::{LabelRequest, TaintRequest};
 use crate::error::InputError;
 use crate::scheduling::labels::parse_label;
@@ -45,7 +45,7 @@ pub fn parse_taint_changes(changes: &[String]) -> Result<TaintRequest, InputErro
     Ok(req)
 }
 
-pub async fn label(server: &str, node: &str, changes: &[String]) -> anyhow::Result<ExitCode> {
+pub async fn label(server: &Target, node: &str, changes: &[String]) -> anyhow::Result<ExitCode> {
     if changes.is_empty() {
         bail!(InputError::new("give at least one KEY=VALUE or KEY- change"));
     }
@@ -57,7 +57,7 @@ pub async fn label(server: &str, node: &str, changes: &[String]) -> anyhow::Resu
     Ok(ExitCode::SUCCESS)
 }
 
-pub async fn taint(server: &str, node: &str, changes: &[String]) -> anyhow::Result<ExitCode> {
+pub async fn taint(server: &Target, node: &str, changes: &[String]) -> anyhow::Result<ExitCode> {
     if changes.is_empty() {
         bail!(InputError::new(
             "give at least one KEY[=VALUE]:EFFECT or KEY:EFFECT- change"
@@ -83,7 +83,7 @@ const DRAIN_WAIT: std::time::Duration = std::time::Duration::from_secs(120);
 
 /// `drain NODE` (stop every instance there and keep DaemonSets off it, waiting until they
 /// are gone) and `uncordon NODE`.
-pub async fn drain(server: &str, node: &str, drained: bool) -> anyhow::Result<ExitCode> {
+pub async fn drain(server: &Target, node: &str, drained: bool) -> anyhow::Result<ExitCode> {
     let client = Client::new(server)?;
     client
         .post::<_, Option<()>>(

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::process::ExitCode;
 
-use super::client::Client;
+use super::client::{Client, Target};
 use super::output::{self, OutputFormat};
 use crate::api::control::PodView;
 use crate::error::InputError;
@@ -26,7 +26,7 @@ fn parse_selector(selector: &str) -> Result<BTreeMap<String, String>, InputError
 }
 
 pub async fn get(
-    server: &str,
+    server: &Target,
     node: Option<&str>,
     selector: Option<&str>,
     format: OutputFormat,

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use anyhow::bail;
 use serde::Serialize;
 
-use super::client::Client;
+use super::client::{Client, Target};
 use super::output::{self, OutputFormat};
 use crate::api::control::DaemonSetView;
 use crate::api::rollout::{Phase, RolloutActionResult, RolloutView, UndoRequest};
@@ -86,7 +86,7 @@ struct StatusOutcome<'a> {
 }
 
 pub async fn status(
-    server: &str,
+    server: &Target,
     name: &str,
     timeout: Option<Duration>,
     format: OutputFormat,
@@ -180,7 +180,7 @@ struct HistoryEntry {
 }
 
 pub async fn history(
-    server: &str,
+    server: &Target,
     name: &str,
     revision: Option<u64>,
     format: OutputFormat,
@@ -256,7 +256,7 @@ pub async fn history(
 
 /// `pause`, `resume`, `restart` and `undo`.
 pub async fn act(
-    server: &str,
+    server: &Target,
     name: &str,
     action: &str,
     to_revision: Option<u64>,
@@ -285,7 +285,7 @@ pub async fn act(
     Ok(ExitCode::SUCCESS)
 }
 
-pub async fn delete_pod(server: &str, daemonset: &str, node: &str) -> anyhow::Result<ExitCode> {
+pub async fn delete_pod(server: &Target, daemonset: &str, node: &str) -> anyhow::Result<ExitCode> {
     Client::new(server)?
         .delete(&format!("/v1/daemonsets/{daemonset}/pods/{node}"))
         .await?;

@@ -6,10 +6,15 @@
 
 use std::time::Duration;
 
+use reqwest::Method;
 use tracing::{debug, info, warn};
 
 use super::replica::{Replica, Versioned};
 use crate::membership::{keys, MemberState, Membership};
+use crate::security::peer::PeerHttp;
+
+/// A store copy is small; a peer that takes longer is skipped for another.
+const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The path every node serves its store copy on.
 pub const STORE_PATH: &str = "/v1/internal/store";
@@ -26,12 +31,14 @@ pub fn pick_source(own_version: u64, peers: &[(String, u64)], salt: u64) -> Opti
 }
 
 /// Runs until the process ends: publishes our version and pulls newer copies.
-pub async fn run<S: Versioned>(replica: Replica<S>, membership: Membership, interval: Duration) {
-    let http = reqwest::Client::builder()
-        .connect_timeout(Duration::from_secs(1))
-        .timeout(Duration::from_secs(10))
-        .build()
-        .expect("building an HTTP client");
+/// Copies are fetched through `peer`, which signs the request and checks the copy's signature:
+/// a store from anyone but a node of this cluster is never taken.
+pub async fn run<S: Versioned>(
+    replica: Replica<S>,
+    membership: Membership,
+    interval: Duration,
+    peer: PeerHttp,
+) {
     let mut published = None;
     let mut changes = replica.subscribe();
     let mut round: u64 = 0;
@@ -53,7 +60,7 @@ pub async fn run<S: Versioned>(replica: Replica<S>, membership: Membership, inte
         round = round.wrapping_add(1);
         let salt = round ^ (std::process::id() as u64).rotate_left(17);
         if let Some(addr) = pick_source(own, &peers, salt) {
-            match fetch::<S>(&http, addr).await {
+            match fetch::<S>(&peer, addr).await {
                 Ok(store) => {
                     let version = store.version();
                     match replica.offer(store) {
@@ -76,13 +83,21 @@ pub async fn run<S: Versioned>(replica: Replica<S>, membership: Membership, inte
     }
 }
 
-async fn fetch<S: Versioned>(http: &reqwest::Client, api_addr: &str) -> anyhow::Result<S> {
-    let resp = http
-        .get(format!("http://{api_addr}{STORE_PATH}"))
-        .send()
-        .await?
-        .error_for_status()?;
-    Ok(resp.json().await?)
+async fn fetch<S: Versioned>(peer: &PeerHttp, api_addr: &str) -> anyhow::Result<S> {
+    let answer = peer
+        .call(Method::GET, api_addr, STORE_PATH, None, Some(FETCH_TIMEOUT))
+        .await?;
+    if !answer.status.is_success() {
+        anyhow::bail!(
+            "HTTP {}: {}",
+            answer.status,
+            String::from_utf8_lossy(&answer.body)
+                .chars()
+                .take(200)
+                .collect::<String>()
+        );
+    }
+    Ok(serde_json::from_slice(&answer.body)?)
 }
 
 #[cfg(test)]

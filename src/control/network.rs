@@ -16,7 +16,7 @@ use openraft::error::{
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{InstallSnapshotRequest, InstallSnapshotResponse};
 use openraft::OptionalSend;
-use reqwest::StatusCode;
+use reqwest::{Method, StatusCode};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
@@ -24,14 +24,11 @@ use crate::control::types::{
     AppendEntriesRequest, AppendEntriesResponse, Fatal, NodeId, RPCError, Raft, RaftError, RaftNode,
     Snapshot, SnapshotMeta, SnapshotResponse, TypeConfig, Vote, VoteRequest, VoteResponse,
 };
+use crate::security::peer::{PeerError, PeerHttp};
 
 pub const APPEND_PATH: &str = "/raft/append";
 pub const VOTE_PATH: &str = "/raft/vote";
 pub const SNAPSHOT_PATH: &str = "/raft/snapshot";
-
-/// A peer that does not even accept the connection within this is treated as down; LAN
-/// handshakes take well under a millisecond.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// A whole snapshot in one request: the leader's vote, the snapshot's metadata and its data.
 #[derive(Serialize, Deserialize, Clone, Debug)]
@@ -68,18 +65,13 @@ pub async fn handle_snapshot(raft: &Raft, req: SnapshotRequest) -> Result<Snapsh
 /// connection pool.
 #[derive(Clone)]
 pub struct HttpNetwork {
-    client: reqwest::Client,
-    /// Sent as `Authorization: Bearer ...` so peers can refuse strangers' RPCs.
-    token: Option<String>,
+    /// Signs every RPC with the cluster's node key and checks the answers' signatures.
+    peer: PeerHttp,
 }
 
 impl HttpNetwork {
-    /// `token`, when set, is sent with every RPC as a bearer token.
-    pub fn new(token: Option<String>) -> Result<Self, reqwest::Error> {
-        let client = reqwest::Client::builder()
-            .connect_timeout(CONNECT_TIMEOUT)
-            .build()?;
-        Ok(Self { client, token })
+    pub fn new(peer: PeerHttp) -> Self {
+        Self { peer }
     }
 }
 
@@ -87,17 +79,10 @@ impl RaftNetworkFactory<TypeConfig> for HttpNetwork {
     type Network = HttpPeer;
 
     async fn new_client(&mut self, target: NodeId, node: &RaftNode) -> HttpPeer {
-        let base = node.api_addr.trim_end_matches('/');
-        let base = if base.contains("://") {
-            base.to_string()
-        } else {
-            format!("http://{base}")
-        };
         HttpPeer {
             network: self.clone(),
             target,
             node: node.clone(),
-            base,
         }
     }
 }
@@ -106,10 +91,8 @@ impl RaftNetworkFactory<TypeConfig> for HttpNetwork {
 pub struct HttpPeer {
     network: HttpNetwork,
     target: NodeId,
-    /// Kept for error reports, so a remote error names the node and its address.
+    /// Where to call, and, in error reports, the node's name and address.
     node: RaftNode,
-    /// `api_addr` with a scheme and without a trailing slash.
-    base: String,
 }
 
 /// How a request failed before any answer from the peer's Raft came back.
@@ -146,25 +129,29 @@ impl HttpPeer {
         Resp: DeserializeOwned,
         E: DeserializeOwned,
     {
-        let url = format!("{}{path}", self.base);
-        let mut request = self.network.client.post(&url).timeout(timeout).json(req);
-        if let Some(token) = &self.network.token {
-            request = request.bearer_auth(token);
-        }
-        let resp = request.send().await.map_err(|e| {
-            if e.is_connect() || e.is_timeout() {
-                Failure::Unreachable(Unreachable::new(&e))
-            } else {
-                Failure::Network(NetworkError::new(&e))
-            }
-        })?;
-        let status = resp.status();
+        let body = serde_json::to_vec(req).map_err(|e| Failure::Network(NetworkError::new(&e)))?;
+        let answer = self
+            .network
+            .peer
+            .call(Method::POST, &self.node.api_addr, path, Some(body), Some(timeout))
+            .await
+            .map_err(|e| match e {
+                PeerError::Transfer { .. } => Failure::Network(NetworkError::new(&e)),
+                // A stranger's answer is as good as none.
+                PeerError::Unreachable { .. } | PeerError::Unauthentic { .. } => {
+                    Failure::Unreachable(Unreachable::new(&e))
+                }
+            })?;
+        let status = answer.status;
         if !status.is_success() {
-            let body = resp.text().await.unwrap_or_default();
             let msg = format!(
-                "{url} ({}): HTTP {status}: {}",
+                "{} ({}): HTTP {status}: {}",
+                self.network.peer.url(&self.node.api_addr, path),
                 self.node.name,
-                body.chars().take(200).collect::<String>()
+                String::from_utf8_lossy(&answer.body)
+                    .chars()
+                    .take(200)
+                    .collect::<String>()
             );
             let e = Unreachable::new(&io::Error::other(msg));
             return Err(match status {
@@ -172,13 +159,7 @@ impl HttpPeer {
                 _ => Failure::Unreachable(e),
             });
         }
-        resp.json().await.map_err(|e| {
-            if e.is_timeout() {
-                Failure::Unreachable(Unreachable::new(&e))
-            } else {
-                Failure::Network(NetworkError::new(&e))
-            }
-        })
+        serde_json::from_slice(&answer.body).map_err(|e| Failure::Network(NetworkError::new(&e)))
     }
 
     fn remote<E: std::error::Error>(&self, e: E) -> RemoteError<NodeId, RaftNode, E> {
@@ -278,7 +259,7 @@ mod tests {
             name: "n2".into(),
             api_addr: format!("127.0.0.1:{port}"),
         };
-        let mut peer = HttpNetwork::new(None).unwrap().new_client(2, &node).await;
+        let mut peer = HttpNetwork::new(PeerHttp::unsigned()).new_client(2, &node).await;
         let req = VoteRequest::new(Vote::new(1, 1), None);
         let err = peer
             .vote(req, RPCOption::new(Duration::from_secs(1)))

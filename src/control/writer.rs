@@ -4,11 +4,13 @@ use std::time::{Duration, Instant};
 
 use openraft::error::{ClientWriteError, RaftError};
 use openraft::ServerState;
+use reqwest::Method;
 use serde::{Deserialize, Serialize};
 
 use super::store::{Command, Response};
 use super::types::Raft;
 use crate::membership::{MemberState, Membership};
+use crate::security::peer::PeerHttp;
 
 /// How long a write waits for a leader (an election usually takes a second or two).
 pub const WRITE_WAIT: Duration = Duration::from_secs(6);
@@ -51,20 +53,17 @@ pub struct Writer {
     pub raft: Raft,
     pub raft_id: u64,
     pub membership: Membership,
-    pub http: reqwest::Client,
+    /// Signed calls to the leader.
+    pub peer: PeerHttp,
 }
 
 impl Writer {
-    pub fn new(raft: Raft, raft_id: u64, membership: Membership) -> Writer {
+    pub fn new(raft: Raft, raft_id: u64, membership: Membership, peer: PeerHttp) -> Writer {
         Writer {
             raft,
             raft_id,
             membership,
-            http: reqwest::Client::builder()
-                .connect_timeout(Duration::from_secs(1))
-                .timeout(WRITE_WAIT)
-                .build()
-                .expect("building an HTTP client"),
+            peer,
         }
     }
 
@@ -121,23 +120,31 @@ impl Writer {
 
     /// `None` means "try again": the peer was unreachable or no longer leads.
     async fn forward(&self, api_addr: &str, command: &Command) -> Option<Result<Response, WriteError>> {
-        let resp = self
-            .http
-            .post(format!("http://{api_addr}{FORWARD_PATH}"))
-            .json(&ForwardedWrite {
-                command: command.clone(),
-            })
-            .send()
+        let body = serde_json::to_vec(&ForwardedWrite {
+            command: command.clone(),
+        })
+        .expect("commands serialize");
+        let answer = self
+            .peer
+            .call(Method::POST, api_addr, FORWARD_PATH, Some(body), Some(WRITE_WAIT))
             .await
             .ok()?;
-        match resp.status().as_u16() {
+        match answer.status.as_u16() {
             200 => Some(
-                resp.json::<Response>()
-                    .await
-                    .map_err(|e| WriteError::Raft(e.to_string())),
+                serde_json::from_slice::<Response>(&answer.body)
+                    .map_err(|e| WriteError::Raft(format!("undecodable answer from the leader: {e}"))),
             ),
             409 | 503 => None,
-            _ => Some(Err(WriteError::Raft(resp.text().await.unwrap_or_default()))),
+            _ => {
+                // The leader words its errors for people; pass them on as they are.
+                let message = serde_json::from_slice::<serde_json::Value>(&answer.body)
+                    .ok()
+                    .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_string))
+                    .unwrap_or_else(|| String::from_utf8_lossy(&answer.body).into_owned());
+                Some(Err(WriteError::Raft(format!(
+                    "the leader at {api_addr} refused: {message}"
+                ))))
+            }
         }
     }
 

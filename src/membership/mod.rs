@@ -2,6 +2,8 @@
 
 pub mod keys;
 pub mod member;
+pub mod seal;
+pub mod secure;
 pub mod transport;
 
 use std::collections::HashSet;
@@ -56,6 +58,16 @@ impl Membership {
         config: MembershipConfig,
         transport: Box<dyn Transport>,
     ) -> anyhow::Result<Membership> {
+        Membership::start_with_stats(config, transport, Arc::default()).await
+    }
+
+    /// [`Membership::start`], counting into `stats`, which a secure transport shares to count
+    /// the datagrams it drops.
+    pub async fn start_with_stats(
+        config: MembershipConfig,
+        transport: Box<dyn Transport>,
+        stats: Arc<GossipStats>,
+    ) -> anyhow::Result<Membership> {
         let self_id = ChitchatId::new(config.node_id.clone(), config.generation, config.advertise_addr);
         let own = config.advertise_addr.to_string();
         let seeds = config.seeds.iter().filter(|s| **s != own).cloned().collect();
@@ -79,7 +91,6 @@ impl Membership {
             extra_liveness_predicate: None,
             protocol_version: chitchat::ProtocolVersion::V0,
         };
-        let stats = Arc::new(GossipStats::default());
         let counting = transport::CountingTransport {
             inner: transport,
             stats: stats.clone(),

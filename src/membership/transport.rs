@@ -7,6 +7,16 @@ use std::sync::Arc;
 use chitchat::transport::{RecvOutcome, SendOutcome, Socket, Transport};
 use chitchat::ChitchatEnvelope;
 
+use super::seal::Reject;
+
+/// Every rejection reason, in the order of [`GossipStats::rejected`].
+const REJECT_REASONS: [Reject; 4] = [
+    Reject::Malformed,
+    Reject::Unauthentic,
+    Reject::Replayed,
+    Reject::Stale,
+];
+
 /// Gossip traffic counters, shared between the socket and the metrics endpoint.
 #[derive(Debug, Default)]
 pub struct GossipStats {
@@ -14,9 +24,24 @@ pub struct GossipStats {
     pub bytes_sent: AtomicU64,
     pub packets_received: AtomicU64,
     pub bytes_received: AtomicU64,
+    /// Datagrams dropped by the secure transport, by [`Reject`] reason (in its order).
+    pub rejected: [AtomicU64; 4],
 }
 
 impl GossipStats {
+    /// Counts one dropped datagram.
+    pub fn reject(&self, why: Reject) {
+        self.rejected[why as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Dropped datagrams by reason name, for `/metrics`.
+    pub fn rejected_snapshot(&self) -> Vec<(&'static str, u64)> {
+        REJECT_REASONS
+            .iter()
+            .map(|r| (r.as_str(), self.rejected[*r as usize].load(Ordering::Relaxed)))
+            .collect()
+    }
+
     pub fn snapshot(&self) -> [u64; 4] {
         [
             self.packets_sent.load(Ordering::Relaxed),

@@ -60,6 +60,32 @@ pub fn wait_until<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> R
     }
 }
 
+/// The cluster secret file of the test cluster under `root`, created on first use (mode 0600):
+/// every node of one test cluster shares it, as every host of a fleet does.
+pub fn cluster_secret(root: &Path) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let path = root.join("cluster-secret");
+    if !path.exists() {
+        let secret: String = (0..4).map(|_| format!("{:016x}", rand_u64())).collect();
+        fs::write(&path, secret).unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    path
+}
+
+/// Randomness good enough for test secrets, without a dependency.
+fn rand_u64() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos(),
+    );
+    h.finish()
+}
+
 /// One agent process and everything needed to restart it as the same node.
 pub struct Node {
     pub name: String,
@@ -71,6 +97,8 @@ pub struct Node {
     pub extra_args: Vec<String>,
     /// Environment variables given at every start.
     pub envs: Vec<(String, String)>,
+    /// `--cluster-secret-file` given at every start; `None` lets the node generate its own.
+    pub secret: Option<PathBuf>,
     child: Option<Child>,
 }
 
@@ -84,6 +112,7 @@ impl Node {
             log: root.join(format!("{name}.log")),
             extra_args,
             envs: Vec::new(),
+            secret: Some(cluster_secret(root)),
             child: None,
         }
     }
@@ -115,6 +144,9 @@ impl Node {
         }
         if with_id {
             cmd.arg("--node-id").arg(&self.name);
+        }
+        if let Some(secret) = &self.secret {
+            cmd.arg("--cluster-secret-file").arg(secret);
         }
         // SAFETY: prctl is async-signal-safe; it makes the kernel kill the agent if the test
         // process dies without running destructors.
@@ -165,14 +197,24 @@ impl Node {
         format!("http://{}", self.api)
     }
 
-    /// Runs an admin command against this node.
+    /// Runs an admin command against this node, with the admin token from its data dir (as on
+    /// the node's own host).
     pub fn cli(&self, args: &[&str]) -> Output {
         everynode()
             .arg("--server")
             .arg(self.server())
+            .env("EVERYNODE_DATA_DIR", &self.data_dir)
             .args(args)
             .output()
             .unwrap()
+    }
+
+    /// The admin token this node wrote into its data dir.
+    pub fn admin_token(&self) -> String {
+        fs::read_to_string(self.data_dir.join("admin-token"))
+            .expect("the node has written its admin token")
+            .trim()
+            .to_string()
     }
 
     /// `members -o json` as seen by this node.
@@ -264,6 +306,11 @@ impl Cluster {
     /// N agents started identically: the same flags and the same list of `seeds` seed
     /// addresses (the first `seeds` nodes'), all at once.
     pub fn start_seeded(n: usize, seeds: usize, extra: &[&str]) -> Cluster {
+        Cluster::start_seeded_with(n, seeds, |_| extra.iter().map(|s| s.to_string()).collect())
+    }
+
+    /// [`Cluster::start_seeded`] with flags chosen per node (by index).
+    pub fn start_seeded_with(n: usize, seeds: usize, extra: impl Fn(usize) -> Vec<String>) -> Cluster {
         let root = tempfile::Builder::new()
             .prefix("everynode-test-")
             .tempdir()
@@ -277,7 +324,7 @@ impl Cluster {
             let mut args = vec!["--gossip-interval-ms".to_string(), "100".to_string()];
             args.push("--seed".into());
             args.push(seed_list.join(","));
-            args.extend(extra.iter().map(|s| s.to_string()));
+            args.extend(extra(i));
             let mut node = Node::new(root.path(), &format!("node-{i}"), args);
             node.gossip = *addr;
             nodes.push(node);

@@ -106,13 +106,20 @@ pub struct Sampler {
 }
 
 impl Sampler {
-    pub fn start(servers: Arc<Mutex<String>>, ds: &'static str, checker: BudgetChecker) -> Sampler {
-        Sampler::start_with_extra(servers, ds, checker, || 0)
+    /// `token`: the cluster's admin token (every node accepts the same one).
+    pub fn start(
+        servers: Arc<Mutex<String>>,
+        token: String,
+        ds: &'static str,
+        checker: BudgetChecker,
+    ) -> Sampler {
+        Sampler::start_with_extra(servers, token, ds, checker, || 0)
     }
 
     /// Also samples `extra()`: instances beyond one per node, as the runtime shows them.
     pub fn start_with_extra(
         servers: Arc<Mutex<String>>,
+        token: String,
         ds: &'static str,
         checker: BudgetChecker,
         extra: impl Fn() -> usize + Send + 'static,
@@ -125,6 +132,7 @@ impl Sampler {
                 let server = servers.lock().unwrap().clone();
                 let out = everynode()
                     .args(["--server", &server, "get", "pods", "-o", "json"])
+                    .env("EVERYNODE_TOKEN", &token)
                     .output()
                     .unwrap();
                 if let Ok(all) = serde_json::from_slice::<Vec<Value>>(&out.stdout) {
