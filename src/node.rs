@@ -15,7 +15,7 @@ use tracing::{info, warn};
 
 use actix::Actor;
 
-use crate::agent::{AgentContext, AgentSettings, NodeAgent};
+use crate::agent::{AgentContext, AgentSettings, NodeAgent, RestartBook};
 use crate::api;
 use crate::config::{validate_node_id, NodeConfig};
 use crate::control::controller::{ControlSettings, Controller};
@@ -41,6 +41,8 @@ const RAFT_ID_FILE: &str = "raft-id";
 pub const PROCESS_DIR: &str = "process";
 /// File in the data dir with the last committed store this node saw.
 const STORE_FILE: &str = "store.json";
+/// File in the data dir with the agent's restart counts.
+const RESTARTS_FILE: &str = "restarts.json";
 
 /// Runs a node until `shutdown` resolves. Bad settings fail before anything is started.
 pub async fn run(
@@ -170,11 +172,12 @@ pub async fn run_observed(
     ));
 
     let container_runtime = open_runtime(runtime, &config.data_dir).await?;
-    let agent_ctx = Arc::new(AgentContext {
-        settings: AgentSettings::new(&config.cluster, &node_id),
-        runtime: container_runtime,
-        sink: Arc::new(membership.clone()),
-    });
+    let agent_ctx = Arc::new(AgentContext::new(
+        AgentSettings::new(&config.cluster, &node_id),
+        container_runtime,
+        Arc::new(membership.clone()),
+        RestartBook::open(&config.data_dir.join(RESTARTS_FILE)),
+    ));
     let own = NodeInfo {
         name: node_id.clone(),
         labels: labels.clone(),

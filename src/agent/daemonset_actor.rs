@@ -54,7 +54,8 @@ pub struct DaemonSetActor {
     daemonset: String,
     ctx: Arc<AgentContext>,
     want: Want,
-    /// Back-off and restart counts per container; survives passes, not agent restarts.
+    /// Back-off and restart counts per container; survives passes. Restart counts also live
+    /// in the shared [`RestartBook`](super::RestartBook), which outlives the agent.
     slots: BTreeMap<String, Slot>,
     /// Probe state per container of its current instance.
     probes: BTreeMap<String, Probes>,
@@ -73,11 +74,26 @@ pub struct DaemonSetActor {
 impl DaemonSetActor {
     pub fn new(daemonset: &str, ctx: Arc<AgentContext>, want: Want, supervisor: Recipient<Retired>) -> Self {
         let grace = ctx.settings.orphan_grace;
+        // Restarts counted by an earlier agent (or an earlier actor) carry on from there.
+        let slots = ctx
+            .restarts
+            .get(daemonset)
+            .into_iter()
+            .map(|(container, restarts)| {
+                (
+                    container,
+                    Slot {
+                        restarts,
+                        ..Slot::default()
+                    },
+                )
+            })
+            .collect();
         DaemonSetActor {
             daemonset: daemonset.to_string(),
             ctx,
             want,
-            slots: BTreeMap::new(),
+            slots,
             probes: BTreeMap::new(),
             grace,
             last_error: None,
@@ -112,6 +128,7 @@ impl DaemonSetActor {
             act.last_error = out.last_error;
             act.ready_since = out.ready_since;
             if out.retired {
+                act.ctx.restarts.forget(&act.daemonset);
                 act.supervisor.do_send(Retired {
                     daemonset: act.daemonset.clone(),
                 });
@@ -194,7 +211,7 @@ impl Pass {
         let now = SystemTime::now();
         let mut acted = false;
         let mut retired = false;
-        let status = match runtime.list(&settings.cluster, &settings.node).await {
+        let status = match shared.instances.list().await {
             Err(e) => {
                 warn!(daemonset = %self.daemonset, error = %e, "cannot list instances");
                 self.last_error = Some(e.to_string());
@@ -202,8 +219,9 @@ impl Pass {
             }
             Ok(all) => {
                 let actual: Vec<_> = all
-                    .into_iter()
+                    .iter()
                     .filter(|i| i.daemonset == self.daemonset)
+                    .cloned()
                     .collect();
                 let desired = match &self.want {
                     Want::Run(d) => {
@@ -218,6 +236,9 @@ impl Pass {
                 for action in plan.actions {
                     acted = true;
                     self.execute(action, &actual, now).await;
+                }
+                if acted {
+                    shared.instances.invalidate();
                 }
                 let revision = desired
                     .as_ref()
@@ -261,6 +282,7 @@ impl Pass {
                             if let Err(e) = runtime.stop(&kept.id, spec.termination_grace).await {
                                 warn!(daemonset = %self.daemonset, id = %kept.id, error = %e, "cannot stop the container");
                             }
+                            shared.instances.invalidate();
                             acted = true;
                         }
                     }
@@ -371,6 +393,9 @@ impl Pass {
                 if restart {
                     slot.restarts = slot.restarts.saturating_add(1);
                     slot.failed(&policy, now);
+                    self.ctx
+                        .restarts
+                        .set(&self.daemonset, &spec.container_name, slot.restarts);
                 }
                 match runtime.create_and_start(&spec).await {
                     Ok(instance) => {
