@@ -217,10 +217,16 @@ async fn open_runtime(kind: RuntimeKind, data_dir: &Path) -> Result<Arc<dyn Cont
                 "cannot use the Docker engine: {e}; start Docker or use --runtime process"
             ))
         })?)),
-        RuntimeKind::Process => Ok(Arc::new(
-            ProcessRuntime::new(data_dir.join(PROCESS_DIR))
-                .map_err(|e| InputError::new(format!("{e}; check the --data-dir permissions")))?,
-        )),
+        RuntimeKind::Process => {
+            let runtime = ProcessRuntime::new(data_dir.join(PROCESS_DIR))
+                .map_err(|e| InputError::new(format!("{e}; check the --data-dir permissions")))?;
+            // Before any create: a previous agent may have died between a spawn and its record.
+            let reaped = runtime.reap_unrecorded();
+            if !reaped.is_empty() {
+                warn!(instances = ?reaped, "removed processes a previous agent started but never recorded");
+            }
+            Ok(Arc::new(runtime))
+        }
         RuntimeKind::Fake => Err(InputError::new("the fake runtime cannot run a real node")),
     }
 }
