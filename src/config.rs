@@ -89,6 +89,10 @@ pub struct AgentFlags {
     /// Seconds a voter may be dead before a live node takes its seat [default: 30].
     #[arg(long, env = "EVERYNODE_DEAD_VOTER_GRACE", value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..=86_400))]
     pub dead_voter_grace: Option<u64>,
+    /// Seconds a dead node still counts as desired (and unavailable) in DaemonSet statuses;
+    /// after that it counts for nothing [default: 300].
+    #[arg(long, env = "EVERYNODE_DEAD_NODE_GRACE", value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(0..=31_536_000))]
+    pub dead_node_grace: Option<u64>,
     /// Gossip round interval in milliseconds [default: 200].
     #[arg(long, env = "EVERYNODE_GOSSIP_INTERVAL_MS", value_name = "MS", value_parser = clap::value_parser!(u64).range(10..=10_000))]
     pub gossip_interval_ms: Option<u64>,
@@ -117,6 +121,7 @@ pub struct FileConfig {
     pub voters: Option<usize>,
     pub bootstrap_expect: Option<u16>,
     pub dead_voter_grace: Option<u64>,
+    pub dead_node_grace: Option<u64>,
 }
 
 /// Everything a node needs to start, validated.
@@ -138,6 +143,8 @@ pub struct NodeConfig {
     pub voters: usize,
     pub bootstrap_expect: usize,
     pub dead_voter_grace: Duration,
+    /// How long a dead node still counts in DaemonSet statuses (`--dead-node-grace`).
+    pub dead_node_grace: Duration,
 }
 
 impl NodeConfig {
@@ -227,9 +234,18 @@ impl NodeConfig {
                 .or(file.dead_voter_grace)
                 .map(Duration::from_secs)
                 .unwrap_or(crate::control::controller::DEFAULT_DEAD_VOTER_GRACE),
+            dead_node_grace: flags
+                .dead_node_grace
+                .or(file.dead_node_grace)
+                .map(Duration::from_secs)
+                .unwrap_or(DEFAULT_DEAD_NODE_GRACE),
         })
     }
 }
+
+/// Default for `--dead-node-grace`: a reboot or a short outage keeps a node in the counts (as
+/// unavailable), a node gone for good stops counting after five minutes.
+pub const DEFAULT_DEAD_NODE_GRACE: Duration = Duration::from_secs(300);
 
 /// The documented default data dir: system-wide for root, per-user otherwise.
 pub fn default_data_dir() -> PathBuf {

@@ -164,6 +164,7 @@ pub async fn run_observed(
             ..ControlSettings::default()
         },
     };
+    tokio::spawn(follow_departed(replica.subscribe(), membership.clone()));
     tokio::spawn(controller.run(replica.clone(), applied));
     tokio::spawn(distribute::run(
         replica.clone(),
@@ -187,6 +188,7 @@ pub async fn run_observed(
     let _agent = NodeAgent::new(agent_ctx.clone(), own, replica.subscribe()).start();
 
     let app = api::router(api::ApiState {
+        dead_node_grace: config.dead_node_grace,
         agent: Some(agent_ctx),
         membership: membership.clone(),
         control: Arc::new(api::ControlHandle {
@@ -207,6 +209,18 @@ pub async fn run_observed(
     membership.shutdown().await;
     info!("stopped");
     Ok(())
+}
+
+/// Keeps the membership's list of departed nodes in step with the committed store, so every
+/// listing (API, control loop, agent) shows them as `left`.
+async fn follow_departed(mut store: tokio::sync::watch::Receiver<Arc<Store>>, membership: Membership) {
+    loop {
+        let departed = store.borrow_and_update().departed.clone();
+        membership.set_departed(departed);
+        if store.changed().await.is_err() {
+            return;
+        }
+    }
 }
 
 /// Connects the runtime `choose` picked; the process runtime keeps its state under the data dir.

@@ -1,7 +1,7 @@
 //! Control-plane endpoints: Raft RPCs between nodes, the store copy, forwarded writes, and the DaemonSet and node-override API.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -10,7 +10,7 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 
 use super::ApiState;
-use crate::agent::status::{aggregate, Counts, NodeReport, PodStatus};
+use crate::agent::status::{aggregate, node_count, Counts, NodeCount, NodeReport, PodStatus};
 use crate::control::network;
 use crate::control::nodes;
 use crate::control::store::{Command, DaemonSetRecord, Response as StoreResponse, Store};
@@ -163,7 +163,7 @@ pub struct NodePlacement {
 pub struct DaemonSetView {
     pub name: String,
     pub namespace: String,
-    /// Alive nodes the DaemonSet selects.
+    /// Nodes the DaemonSet selects that are alive, or dead for less than `--dead-node-grace`.
     pub desired: usize,
     pub revision: u64,
     pub revision_hash: String,
@@ -179,10 +179,16 @@ pub struct DaemonSetView {
     pub placement: Vec<NodePlacement>,
 }
 
-fn view(record: &DaemonSetRecord, members: &[Member], store: &Store, with_placement: bool) -> DaemonSetView {
+fn view(
+    record: &DaemonSetRecord,
+    members: &[Member],
+    store: &Store,
+    with_placement: bool,
+    dead_node_grace: Duration,
+) -> DaemonSetView {
     let ds = &record.daemonset;
+    let now = now();
     let mut placement = Vec::new();
-    let mut desired = 0;
     let mut reports = Vec::new();
     for m in members {
         let mut p = crate::scheduling::placement::should_run(ds, &nodes::effective(m, store));
@@ -190,15 +196,19 @@ fn view(record: &DaemonSetRecord, members: &[Member], store: &Store, with_placem
             p.should_run = false;
             p.reasons.clear();
         }
-        if p.should_run && m.state == MemberState::Alive {
-            desired += 1;
-        }
-        // Dead nodes count for nothing, as Kubernetes stops counting lost nodes.
-        if m.state == MemberState::Alive {
-            reports.push(NodeReport {
+        let dead_for = m.dead_since.map(|s| Duration::from_secs(now.saturating_sub(s)));
+        match node_count(m.state, dead_for, dead_node_grace) {
+            NodeCount::Counted => reports.push(NodeReport {
                 selected: p.should_run,
                 status: m.pods.get(&ds.metadata.name),
-            });
+                lost: false,
+            }),
+            NodeCount::Lost => reports.push(NodeReport {
+                selected: p.should_run,
+                status: None,
+                lost: true,
+            }),
+            NodeCount::Ignored => {}
         }
         if with_placement {
             placement.push(NodePlacement {
@@ -214,12 +224,12 @@ fn view(record: &DaemonSetRecord, members: &[Member], store: &Store, with_placem
         }
     }
     let current = record.current_revision();
-    let status = aggregate(reports, &current.hash, ds.spec.min_ready().as_secs(), now());
+    let status = aggregate(reports, &current.hash, ds.spec.min_ready().as_secs(), now);
     DaemonSetView {
+        desired: status.desired,
         status,
         name: ds.metadata.name.clone(),
         namespace: ds.metadata.namespace.clone(),
-        desired,
         revision: current.number,
         revision_hash: current.hash.clone(),
         images: ds
@@ -244,7 +254,7 @@ pub async fn list_daemonsets(State(s): State<ApiState>) -> Json<Vec<DaemonSetVie
         store
             .daemonsets
             .values()
-            .map(|r| view(r, &members, &store, false))
+            .map(|r| view(r, &members, &store, false, s.dead_node_grace))
             .collect(),
     )
 }
@@ -259,7 +269,7 @@ pub async fn get_daemonset(
         .get(&name)
         .ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("daemonset {name} not found")))?;
     let members = s.membership.members().await;
-    Ok(Json(view(record, &members, &store, true)))
+    Ok(Json(view(record, &members, &store, true, s.dead_node_grace)))
 }
 
 pub async fn delete_daemonset(

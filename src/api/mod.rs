@@ -34,6 +34,8 @@ pub struct ApiState {
     pub control: Arc<ControlHandle>,
     /// This node's agent (runtime and identity), for `logs`; `None` where no agent runs.
     pub agent: Option<Arc<crate::agent::AgentContext>>,
+    /// How long a dead node still counts in DaemonSet statuses (`--dead-node-grace`).
+    pub dead_node_grace: std::time::Duration,
 }
 
 /// The API routes, ready to be served on a listener.
