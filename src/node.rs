@@ -187,7 +187,9 @@ pub async fn run_observed(
     // Needs the actix System that `cli::agent` runs this future in.
     let _agent = NodeAgent::new(agent_ctx.clone(), own, replica.subscribe()).start();
 
+    let stop = Arc::new(tokio::sync::Notify::new());
     let app = api::router(api::ApiState {
+        shutdown: stop.clone(),
         dead_node_grace: config.dead_node_grace,
         agent: Some(agent_ctx),
         membership: membership.clone(),
@@ -197,6 +199,12 @@ pub async fn run_observed(
             writer,
         }),
     });
+    let shutdown = async move {
+        tokio::select! {
+            _ = shutdown => {}
+            _ = stop.notified() => info!("left the cluster"),
+        }
+    };
     axum::serve(api_listener, app)
         .with_graceful_shutdown(shutdown)
         .await

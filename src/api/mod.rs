@@ -1,6 +1,7 @@
 //! The HTTP JSON API every node serves: members, DaemonSets, node overrides, health, Prometheus metrics, and the node-to-node control endpoints.
 
 pub mod control;
+pub mod leave;
 pub mod metrics;
 
 use std::sync::Arc;
@@ -36,6 +37,8 @@ pub struct ApiState {
     pub agent: Option<Arc<crate::agent::AgentContext>>,
     /// How long a dead node still counts in DaemonSet statuses (`--dead-node-grace`).
     pub dead_node_grace: std::time::Duration,
+    /// Notified to stop the node from within (after `everynode leave`).
+    pub shutdown: Arc<tokio::sync::Notify>,
 }
 
 /// The API routes, ready to be served on a listener.
@@ -54,6 +57,8 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/nodes/{name}/labels", post(control::label_node))
         .route("/v1/nodes/{name}/taints", post(control::taint_node))
         .route("/v1/nodes/{name}/drain", post(control::drain_node))
+        .route("/v1/nodes/{name}/remove", post(leave::remove))
+        .route("/v1/local/leave", post(leave::leave))
         .route("/raft/append", post(control::raft_append))
         .route("/raft/vote", post(control::raft_vote))
         .route("/raft/snapshot", post(control::raft_snapshot))

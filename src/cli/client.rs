@@ -12,6 +12,13 @@ pub struct Client {
 
 impl Client {
     pub fn new(server: &str) -> anyhow::Result<Client> {
+        // Writes may wait for an election (a few seconds) before the server answers.
+        Client::with_timeout(server, Some(std::time::Duration::from_secs(30)))
+    }
+
+    /// A client whose requests give up after `timeout`; `None` for answers that stream
+    /// (`logs --follow`) or wait long (`leave`).
+    pub fn with_timeout(server: &str, timeout: Option<std::time::Duration>) -> anyhow::Result<Client> {
         let base = if server.contains("://") {
             server.to_string()
         } else {
@@ -24,10 +31,12 @@ impl Client {
         })?;
         Ok(Client {
             base: parsed.as_str().trim_end_matches('/').to_string(),
-            // Writes may wait for an election (a few seconds) before the server answers.
-            http: reqwest::Client::builder()
-                .timeout(std::time::Duration::from_secs(30))
-                .build()?,
+            http: match timeout {
+                Some(t) => reqwest::Client::builder().timeout(t),
+                None => reqwest::Client::builder(),
+            }
+            .connect_timeout(std::time::Duration::from_secs(5))
+            .build()?,
         })
     }
 

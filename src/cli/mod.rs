@@ -84,6 +84,14 @@ pub enum Command {
     Drain { node: String },
     /// Let DaemonSets run on a drained node again.
     Uncordon { node: String },
+    /// Take the node --server points at out of the cluster for good: stop its instances (grace
+    /// periods honoured), give its Raft seat away, forget it, then stop its agent (exit 0).
+    Leave(OutputArgs),
+    /// Forget a dead node: its Raft seat, its overrides, its place in DaemonSet counts.
+    Remove {
+        #[command(subcommand)]
+        what: RemoveCommand,
+    },
     /// Print the output of a DaemonSet's instance on one node.
     Logs {
         daemonset: String,
@@ -145,6 +153,17 @@ pub enum DeleteCommand {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum RemoveCommand {
+    /// Remove a dead node (refused while it runs: use `everynode leave` on it).
+    #[command(alias = "nodes", alias = "no")]
+    Node {
+        node: String,
+        #[command(flatten)]
+        out: OutputArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 pub enum NodeChange {
     /// Change a node.
     #[command(alias = "nodes", alias = "no")]
@@ -185,6 +204,10 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         )),
         Command::Drain { node } => block_on(nodes::drain(&server, &node, true)),
         Command::Uncordon { node } => block_on(nodes::drain(&server, &node, false)),
+        Command::Leave(out) => block_on(nodes::leave(&server, out.output)),
+        Command::Remove {
+            what: RemoveCommand::Node { node, out },
+        } => block_on(nodes::remove(&server, &node, out.output)),
         Command::Logs {
             daemonset,
             node,
