@@ -190,6 +190,81 @@ fn ds_row(node: &Node, ds: &str) -> Result<Vec<String>, String> {
         .collect())
 }
 
+/// `logs --follow` of node-3's instance, through node-0: new lines keep arriving until the
+/// command is killed (as Ctrl-C would).
+fn follow_logs_through_another_node(cluster: &Cluster) {
+    use std::io::BufRead;
+    let path = cluster.root.path().join("ticker.yaml");
+    std::fs::write(
+        &path,
+        "apiVersion: apps/v1
+kind: DaemonSet
+metadata: {name: ticker}
+spec:
+  selector: {matchLabels: {app: ticker}}
+  template:
+    metadata: {labels: {app: ticker}}
+    spec:
+      terminationGracePeriodSeconds: 1
+      containers:
+      - name: main
+        image: busybox:1
+        command: [sh, -c, 'i=0; while true; do i=$((i+1)); echo tick $i; sleep 0.2; done']
+",
+    )
+    .unwrap();
+    let out = cluster.nodes[0].cli(&["apply", "-f", path.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    wait_running(
+        &cluster.nodes[0],
+        "ticker",
+        &["node-0", "node-1", "node-2", "node-3"],
+    );
+
+    let mut follow = support::everynode()
+        .args(["--server", &cluster.nodes[0].server()])
+        .args(["logs", "ticker", "--node", "node-3", "--tail", "1", "--follow"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = follow.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    let reader = std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut ticks: Vec<u64> = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while ticks.len() < 6 && std::time::Instant::now() < deadline {
+        if let Ok(line) = rx.recv_timeout(Duration::from_millis(500)) {
+            let n = line.strip_prefix("tick ").and_then(|n| n.parse().ok());
+            ticks.push(n.unwrap_or_else(|| panic!("unexpected line {line:?}")));
+        }
+    }
+    let _ = follow.kill();
+    let status = follow.wait().unwrap();
+    let _ = reader.join();
+    assert!(
+        ticks.len() >= 6,
+        "follow printed {ticks:?} within 15 s (exit {status:?}: {})",
+        {
+            let mut err = String::new();
+            let _ = std::io::Read::read_to_string(&mut follow.stderr.take().unwrap(), &mut err);
+            err
+        }
+    );
+    assert!(
+        ticks.windows(2).all(|w| w[1] == w[0] + 1),
+        "one tail line, then every new line in order: {ticks:?}"
+    );
+    let out = cluster.nodes[1].cli(&["delete", "ds", "ticker"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
 fn cluster_view(node: &Node) -> Result<Value, String> {
     let out = node.cli(&["cluster", "-o", "json"]);
     if !out.status.success() {
@@ -230,6 +305,7 @@ fn leave_hands_over_the_seat_and_dead_nodes_stop_counting_then_are_removed() {
     });
     let all = ["node-0", "node-1", "node-2", "node-3"];
     wait_running(&cluster.nodes[0], "echo", &all);
+    follow_logs_through_another_node(&cluster);
     let (leader, voters) = wait_until("three voters", Duration::from_secs(30), || {
         let v = cluster_view(&cluster.nodes[0])?;
         let voters = names(&v["voters"]);

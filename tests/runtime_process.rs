@@ -498,3 +498,41 @@ async fn a_process_whose_record_was_never_written_is_killed_by_the_next_agent() 
     assert!(pid_alive(pids[2]), "another node's instance is not ours to reap");
     assert!(!rt.log_path(&lost.id).exists(), "its log is dropped");
 }
+
+#[tokio::test]
+async fn follow_logs_streams_new_output_and_ends_when_the_process_exits() {
+    use futures_util::StreamExt;
+    let dir = tempfile::tempdir().unwrap();
+    let rt = ProcessRuntime::new(dir.path()).unwrap();
+    let i = rt
+        .create_and_start(&spec(
+            "n1",
+            "echo one; echo two; sleep 0.5; for n in 3 4 5; do echo line $n; sleep 0.2; done",
+        ))
+        .await
+        .unwrap();
+    let _guard = KillOnDrop(vec![i.pid.unwrap()]);
+    assert!(eventually(Duration::from_secs(5), || log_of(&rt, &i.id).contains("two")).await);
+
+    let mut stream = rt.follow_logs(&i.id, Some(1)).await.unwrap();
+    let mut seen = String::new();
+    let ended = tokio::time::timeout(Duration::from_secs(10), async {
+        while let Some(chunk) = stream.next().await {
+            seen.push_str(&String::from_utf8_lossy(&chunk.unwrap()));
+        }
+    })
+    .await;
+    assert!(
+        ended.is_ok(),
+        "the stream did not end after the process exited: {seen:?}"
+    );
+    assert_eq!(
+        seen, "two\nline 3\nline 4\nline 5\n",
+        "the tail, then every new line once"
+    );
+
+    assert!(matches!(
+        rt.follow_logs("everynode_missing", None).await,
+        Err(RuntimeError::NotFound { .. })
+    ));
+}

@@ -54,6 +54,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/daemonsets/{name}", delete(control::delete_daemonset))
         .route("/v1/pods", get(control::list_pods))
         .route("/v1/local/logs/{daemonset}", get(control::local_logs))
+        .route("/v1/logs/{daemonset}", get(control::logs))
         .route("/v1/nodes/{name}/labels", post(control::label_node))
         .route("/v1/nodes/{name}/taints", post(control::taint_node))
         .route("/v1/nodes/{name}/drain", post(control::drain_node))

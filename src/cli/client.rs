@@ -56,6 +56,24 @@ impl Client {
             .map(|_| ())
     }
 
+    /// GETs `path` and hands back the response to be read as it streams in; an error status
+    /// is turned into the server's message.
+    pub async fn open(&self, path: &str) -> anyhow::Result<reqwest::Response> {
+        let resp = self
+            .http
+            .get(self.url(path))
+            .send()
+            .await
+            .map_err(|e| self.unreachable(e))?;
+        if resp.status().is_success() {
+            return Ok(resp);
+        }
+        let status = resp.status();
+        let url = resp.url().to_string();
+        let body = resp.bytes().await.unwrap_or_default();
+        Err(anyhow!(error_message(&url, status, &body)))
+    }
+
     fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
@@ -69,17 +87,7 @@ impl Client {
             .await
             .map_err(|e| anyhow!("{url}: reading the answer: {e}"))?;
         if !status.is_success() {
-            // The server words its errors for people: show them as they are.
-            let message = serde_json::from_slice::<serde_json::Value>(&body)
-                .ok()
-                .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_string))
-                .unwrap_or_else(|| {
-                    format!(
-                        "{url}: server answered {status}: {}",
-                        String::from_utf8_lossy(&body).trim()
-                    )
-                });
-            return Err(anyhow!(message));
+            return Err(anyhow!(error_message(&url, status, &body)));
         }
         let body: &[u8] = if body.is_empty() { b"null" } else { &body };
         serde_json::from_slice(body).map_err(|e| anyhow!("{url}: unexpected answer: {e}"))
@@ -96,4 +104,17 @@ impl Client {
             self.base
         )
     }
+}
+
+/// The server words its errors for people (`{"error": "..."}`): show them as they are.
+fn error_message(url: &str, status: reqwest::StatusCode, body: &[u8]) -> String {
+    serde_json::from_slice::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_string))
+        .unwrap_or_else(|| {
+            format!(
+                "{url}: server answered {status}: {}",
+                String::from_utf8_lossy(body).trim()
+            )
+        })
 }

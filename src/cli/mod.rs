@@ -92,7 +92,7 @@ pub enum Command {
         #[command(subcommand)]
         what: RemoveCommand,
     },
-    /// Print the output of a DaemonSet's instance on one node.
+    /// Print the output of a DaemonSet's instance on one node (read through --server).
     Logs {
         daemonset: String,
         /// The node whose instance to read.
@@ -101,6 +101,11 @@ pub enum Command {
         /// Only the last N lines.
         #[arg(long, value_name = "N")]
         tail: Option<usize>,
+        /// Keep printing what the instance writes, until it stops or Ctrl-C.
+        #[arg(short = 'f', long)]
+        follow: bool,
+        #[command(flatten)]
+        out: OutputArgs,
     },
     /// Check manifests offline: names, revision hashes, warnings and errors (exit 1 when invalid).
     Validate {
@@ -212,7 +217,9 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             daemonset,
             node,
             tail,
-        } => block_on(logs::run(&server, &daemonset, &node, tail)),
+            follow,
+            out,
+        } => block_on(logs::run(&server, &daemonset, &node, tail, follow, out.output)),
         Command::Apply { file, out } => block_on(daemonsets::apply(&server, &file, out.output)),
         Command::Describe {
             what: DescribeCommand::DaemonSet { name },

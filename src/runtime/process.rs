@@ -46,6 +46,11 @@ pub const INSTANCE_ENV: &str = "EVERYNODE_INSTANCE";
 /// several nodes on one host only ever reap their own.
 pub const STATE_DIR_ENV: &str = "EVERYNODE_STATE_DIR";
 
+/// How often `follow_logs` looks for new output; a tenth of a second feels live to a person.
+const FOLLOW_POLL: Duration = Duration::from_millis(100);
+/// Largest chunk `follow_logs` hands out at once, so a burst of output does not sit in memory.
+const FOLLOW_CHUNK: u64 = 64 * 1024;
+
 /// How often `stop` looks whether the process has gone.
 const POLL: Duration = Duration::from_millis(20);
 /// How long to wait for a SIGKILLed process to disappear before giving up.
@@ -442,6 +447,26 @@ impl ContainerRuntime for ProcessRuntime {
         }
     }
 
+    async fn follow_logs(&self, id: &str, tail: Option<usize>) -> Result<super::LogStream> {
+        let rec = self.read_record(id)?;
+        let path = self.log_path(id);
+        let start = match tokio::fs::read(&path).await {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => return Err(RuntimeError::other(format!("reading {}", path.display()), e)),
+        };
+        let offset = start.len() as u64;
+        let first = super::tail_lines(&String::from_utf8_lossy(&start), tail).into_bytes();
+        let follow = Follow {
+            rec,
+            path,
+            offset,
+            first: Some(first).filter(|f| !f.is_empty()),
+            done: false,
+        };
+        Ok(Box::pin(futures_util::stream::unfold(follow, Follow::next)))
+    }
+
     async fn exec(&self, id: &str, cmd: &[String], timeout: Duration) -> Result<i32> {
         if cmd.is_empty() {
             return Err(RuntimeError::invalid("exec needs a command"));
@@ -475,6 +500,68 @@ impl ContainerRuntime for ProcessRuntime {
             }
         }
     }
+}
+
+/// Where `follow_logs` is in one instance's log file.
+struct Follow {
+    rec: Record,
+    path: PathBuf,
+    /// Bytes of the file already handed out.
+    offset: u64,
+    /// The tail read at the start, handed out first.
+    first: Option<Vec<u8>>,
+    /// An error was handed out: the stream ends.
+    done: bool,
+}
+
+impl Follow {
+    async fn next(mut self) -> Option<(Result<Vec<u8>>, Follow)> {
+        if let Some(first) = self.first.take() {
+            return Some((Ok(first), self));
+        }
+        while !self.done {
+            // Liveness first: whatever the process wrote before it died is in the file by now,
+            // so one more read drains it.
+            let alive = process_alive(&self.rec);
+            match read_from(&self.path, self.offset).await {
+                Ok(Some(chunk)) if !chunk.is_empty() => {
+                    self.offset += chunk.len() as u64;
+                    return Some((Ok(chunk), self));
+                }
+                Ok(Some(_)) if alive => tokio::time::sleep(FOLLOW_POLL).await,
+                Ok(Some(_)) => return None,
+                // Removed: nothing more will come.
+                Ok(None) => return None,
+                Err(e) => {
+                    self.done = true;
+                    let err = RuntimeError::other(format!("following {}", self.path.display()), e);
+                    return Some((Err(err), self));
+                }
+            }
+            // A file cut shorter than what was read (by hand) is followed from its start again.
+            if tokio::fs::metadata(&self.path)
+                .await
+                .is_ok_and(|m| m.len() < self.offset)
+            {
+                self.offset = 0;
+            }
+        }
+        None
+    }
+}
+
+/// Up to [`FOLLOW_CHUNK`] bytes of `path` from `offset`; `None` when the file is gone.
+async fn read_from(path: &Path, offset: u64) -> io::Result<Option<Vec<u8>>> {
+    use tokio::io::{AsyncReadExt, AsyncSeekExt};
+    let mut file = match tokio::fs::File::open(path).await {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    file.seek(io::SeekFrom::Start(offset)).await?;
+    let mut chunk = Vec::new();
+    file.take(FOLLOW_CHUNK).read_to_end(&mut chunk).await?;
+    Ok(Some(chunk))
 }
 
 /// A command in a new session (so the whole group can be signalled and it outlives the agent),
