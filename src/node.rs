@@ -59,6 +59,24 @@ pub async fn run_observed(
     shutdown: impl Future<Output = ()> + Send + 'static,
     observe: impl FnOnce(Raft) + Send,
 ) -> anyhow::Result<()> {
+    run_with(config, shutdown, observe, Overrides::default()).await
+}
+
+/// Parts an in-process simulation swaps in; the defaults are what a real node uses.
+#[derive(Default)]
+pub struct Overrides {
+    /// Runs the instances instead of the runtime `--runtime` picks (the in-memory fake, so a
+    /// hundred nodes fit in one process).
+    pub runtime: Option<Arc<dyn ContainerRuntime>>,
+}
+
+/// [`run_observed`] with some parts swapped (see [`Overrides`]).
+pub async fn run_with(
+    config: NodeConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    observe: impl FnOnce(Raft) + Send,
+    overrides: Overrides,
+) -> anyhow::Result<()> {
     let _lock = claim_data_dir(&config.data_dir)?;
     let node_id = resolve_node_id(&config.data_dir, config.node_id.as_deref())?;
 
@@ -78,7 +96,10 @@ pub async fn run_observed(
         },
         api_listener.local_addr()?.port(),
     );
-    let runtime = runtime::select::choose(config.runtime).await?;
+    let runtime = match &overrides.runtime {
+        Some(r) => r.kind(),
+        None => runtime::select::choose(config.runtime).await?,
+    };
     let raft_id = resolve_raft_id(&config.data_dir)?;
     let replica: Replica<Store> = Replica::open(&config.data_dir.join(STORE_FILE))
         .map_err(|e| InputError::new(format!("cannot load the store copy: {e}")))?;
@@ -172,7 +193,10 @@ pub async fn run_observed(
         config.gossip_interval,
     ));
 
-    let container_runtime = open_runtime(runtime, &config.data_dir).await?;
+    let container_runtime = match overrides.runtime {
+        Some(r) => r,
+        None => open_runtime(runtime, &config.data_dir).await?,
+    };
     let agent_ctx = Arc::new(AgentContext::new(
         AgentSettings::new(&config.cluster, &node_id),
         container_runtime,

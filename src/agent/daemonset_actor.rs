@@ -254,6 +254,9 @@ impl Pass {
                         continue;
                     };
                     slot.last_id = Some(kept.id.clone());
+                    if kept.spec_hash.is_some() {
+                        slot.spec_hash = kept.spec_hash.clone();
+                    }
                     slot.observe_running(&settings.backoff, kept.started_at, now);
                     started_at = started_at.max(kept.started_at.map(unix));
                     let Some(d) = &desired else { continue };
@@ -390,6 +393,13 @@ impl Pass {
             }
             Action::Create { spec, restart } => {
                 let slot = self.slots.entry(spec.container_name.clone()).or_default();
+                let hash = spec.spec_hash();
+                if slot.spec_hash.as_ref().is_some_and(|h| *h != hash) {
+                    // A new revision is a new pod: no back-off, no restarts carried over.
+                    *slot = Slot::default();
+                    self.ctx.restarts.set(&self.daemonset, &spec.container_name, 0);
+                }
+                slot.spec_hash = Some(hash);
                 if restart {
                     slot.restarts = slot.restarts.saturating_add(1);
                     slot.failed(&policy, now);

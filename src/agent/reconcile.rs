@@ -57,6 +57,9 @@ pub struct Slot {
     pub last_id: Option<String>,
     /// An instance this agent stopped for a failed probe, and why: its exit is reported as that.
     pub killed: Option<(String, String)>,
+    /// The spec hash the failures and restarts above are about. A new revision (or spec) is a
+    /// new pod in Kubernetes' terms: it starts without back-off and is not a restart.
+    pub spec_hash: Option<String>,
 }
 
 impl Slot {
@@ -218,6 +221,13 @@ fn container(
 ) -> (ContainerPlan, Vec<Action>) {
     let hash = spec.spec_hash();
     let grace = spec.termination_grace;
+    // Back-off and restarts belong to the spec they were counted for; replacing an instance
+    // for a new revision is an update, not a crash.
+    let fresh = Slot::default();
+    let slot = match &slot.spec_hash {
+        Some(h) if *h != hash => &fresh,
+        _ => slot,
+    };
     let mine: Vec<&Instance> = actual
         .iter()
         .filter(|i| i.labels.get(labels::CONTAINER) == Some(&spec.container_name))

@@ -309,3 +309,45 @@ fn many_daemonsets_share_one_runtime_listing_per_resync() {
         .await;
     });
 }
+
+#[test]
+fn updates_replace_at_once_and_are_not_counted_as_restarts() {
+    let mut h = Harness::new();
+    actix::System::new().block_on(async {
+        h.start_agent();
+        h.commit(apply(daemonset("upd", "")));
+        let first = eventually("running", || {
+            let r = h.running("upd");
+            (r.len() == 1).then(|| r[0].id.clone())
+        })
+        .await;
+        // Two crashes put the container in back-off (600 ms in this harness).
+        h.fake.crash(&first, 1);
+        let second = eventually("restarted", || {
+            let r = h.running("upd");
+            (r.len() == 1 && r[0].id != first).then(|| r[0].id.clone())
+        })
+        .await;
+        h.fake.crash(&second, 1);
+        eventually("restarted again", || {
+            let r = h.running("upd");
+            (r.len() == 1 && r[0].id != second).then_some(())
+        })
+        .await;
+        eventually("two restarts", || h.sink.get("upd").filter(|s| s.restarts == 2)).await;
+
+        // Several updates in a row: each is replaced at once, none waits for a back-off.
+        for image in ["agent:2", "agent:3", "agent:4"] {
+            let mut ds = daemonset("upd", "");
+            ds.spec.template.spec.containers[0].image = image.into();
+            h.commit(apply(ds));
+            let s = eventually(&format!("{image} running"), || {
+                let r = h.running("upd");
+                let runs = r.len() == 1 && h.fake.spec_of(&r[0].id).is_some_and(|s| s.image == image);
+                h.sink.get("upd").filter(|s| runs && s.state == "Running")
+            })
+            .await;
+            assert_eq!(s.restarts, 0, "an update is a new pod, not a restart");
+        }
+    });
+}

@@ -61,6 +61,7 @@ fn reconcile_table() {
         waiting: waiting.map(|w| (w.to_string(), "boom".to_string())),
         last_id: last.map(str::to_string),
         killed: None,
+        spec_hash: None,
     };
     struct Case {
         name: &'static str,
@@ -98,6 +99,30 @@ fn reconcile_table() {
             now: 5,
             want: vec!["remove:a:Outdated", "create"],
             phase: Some(Phase::ContainerCreating),
+        },
+        Case {
+            name: "a new revision after crashes: replaced at once, not counted as a restart",
+            desired: Some(v2.clone()),
+            actual: vec![inst("a", &v1, InstanceState::Running, 0, false)],
+            slot: Slot {
+                spec_hash: Some(v1.specs[0].spec_hash()),
+                ..slot(3, Some(100), None, Some("a"))
+            },
+            now: 5,
+            want: vec!["remove:a:Outdated", "create"],
+            phase: Some(Phase::ContainerCreating),
+        },
+        Case {
+            name: "the same spec after crashes still backs off",
+            desired: Some(v1.clone()),
+            actual: vec![inst("a", &v1, exited(), 0, false)],
+            slot: Slot {
+                spec_hash: Some(v1.specs[0].spec_hash()),
+                ..slot(3, Some(100), None, Some("a"))
+            },
+            now: 5,
+            want: vec![],
+            phase: Some(Phase::CrashLoopBackOff),
         },
         Case {
             name: "same revision, drifted spec is replaced",
