@@ -132,6 +132,35 @@ fn process_runtime_converges_recreates_adopts_and_removes() {
         }
     });
 
+    // The restart count outlives the agent: a new generation of node-0 still reports it.
+    let generation = |node: &Node| -> Result<(u64, Value), String> {
+        let members = node.members()?;
+        let m = members
+            .iter()
+            .find(|m| m["name"] == "node-0")
+            .ok_or("node-0 not listed")?;
+        Ok((m["generation"].as_u64().unwrap_or(0), m["pods"]["echo"].clone()))
+    };
+    let (old_generation, _) = generation(&cluster.nodes[1]).unwrap();
+    cluster.nodes[0].stop();
+    cluster.nodes[0].start();
+    let status = wait_until(
+        "node-0's new agent reports its instance",
+        Duration::from_secs(30),
+        || {
+            let (g, status) = generation(&cluster.nodes[1])?;
+            if g > old_generation && status["st"] == "Running" {
+                Ok(status)
+            } else {
+                Err(format!("generation {g}: {status}"))
+            }
+        },
+    );
+    assert_eq!(
+        status["rc"], 1,
+        "the restart count survived the agent restart: {status}"
+    );
+
     // An agent restart adopts its instance: same id, same process.
     let before = cluster.nodes[1].instances();
     cluster.nodes[1].stop();
