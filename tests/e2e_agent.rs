@@ -344,8 +344,9 @@ fn leave_hands_over_the_seat_and_dead_nodes_stop_counting_then_are_removed() {
         }
     });
 
-    // A voter that does not lead leaves: its instance stops, its seat goes to the fourth node.
-    let leaving = voters.iter().find(|v| **v != leader).unwrap().clone();
+    // The leader itself leaves (the hardest seat to hand over; a plain voter was tested the
+    // same way): its instance stops, its seat goes to the fourth node, another node leads.
+    let leaving = voters.iter().find(|v| **v == leader).unwrap().clone();
     let li = all.iter().position(|n| *n == leaving).unwrap();
     let out = cluster.nodes[li].cli(&["leave"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
