@@ -434,4 +434,9 @@ fn leave_hands_over_the_seat_and_dead_nodes_stop_counting_then_are_removed() {
     assert_eq!(member_state(&cluster.nodes[observer], victim).unwrap(), "left");
     let v = cluster_view(&cluster.nodes[observer]).unwrap();
     assert!(!names(&v["voters"]).contains(&victim.to_string()), "{v}");
+    let listed = pods(&cluster.nodes[observer]).unwrap();
+    assert!(
+        listed.iter().all(|p| p["node"] != victim),
+        "a removed node's last statuses are not listed as pods: {listed:?}"
+    );
 }

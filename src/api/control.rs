@@ -210,7 +210,7 @@ fn view(
             }),
             NodeCount::Ignored => {}
         }
-        if with_placement {
+        if with_placement && m.state != MemberState::Left {
             placement.push(NodePlacement {
                 node: m.name.clone(),
                 node_state: m.state,
@@ -314,7 +314,8 @@ pub struct PodView {
 /// Builds the pod list: one entry per (node, DaemonSet) status, sorted by DaemonSet then node.
 pub fn pods(members: &[Member], store: &Store) -> Vec<PodView> {
     let mut out = Vec::new();
-    for m in members {
+    // A node that left runs nothing; whatever it last said is history.
+    for m in members.iter().filter(|m| m.state != MemberState::Left) {
         for (name, st) in &m.pods {
             let record = store.daemonsets.get(name);
             out.push(pod_view(m, name, st, record));

@@ -22,14 +22,25 @@ const HANDOFF_WAIT: Duration = Duration::from_secs(30);
 /// How soon the agent stops once it has answered, so the answer reaches the caller first.
 const EXIT_DELAY: Duration = Duration::from_millis(300);
 
+/// What became of a leaving node's Raft seat.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Seat {
+    /// It voted or was catching up to vote; the leader has given the seat away.
+    HandedOver,
+    /// It was not part of the Raft group (a non-voter).
+    NoSeat,
+    /// No other node votes: nobody could take the seat, and the Raft group ends with it.
+    LastVoter,
+}
+
 /// What `everynode leave` did.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LeaveView {
     pub node: String,
     /// Instances stopped (grace periods honoured) before leaving.
     pub stopped: usize,
-    /// The node held a Raft seat (voter or learner) that the leader has given away.
-    pub seat_handed_over: bool,
+    pub seat: Seat,
 }
 
 /// `POST /v1/local/leave`: stop every instance here, record the node as gone in the store,
@@ -104,24 +115,18 @@ pub async fn leave(State(s): State<ApiState>) -> Result<Json<LeaveView>, ApiErro
             )
         })?;
 
-    let seat_handed_over = wait_for_handoff(&s, &node).await?;
-    info!(node = %node, stopped, seat_handed_over, "left the cluster; stopping the agent");
+    let seat = wait_for_handoff(&s, &node).await?;
+    info!(node = %node, stopped, ?seat, "left the cluster; stopping the agent");
     let stop = s.shutdown.clone();
     tokio::spawn(async move {
         tokio::time::sleep(EXIT_DELAY).await;
         stop.notify_one();
     });
-    Ok(Json(LeaveView {
-        node,
-        stopped,
-        seat_handed_over,
-    }))
+    Ok(Json(LeaveView { node, stopped, seat }))
 }
 
-/// Waits until a voter other than this node no longer lists it as a voter or learner. `false`
-/// when it held no seat, or when no other node votes (it was the only voter: nobody could take
-/// the seat over, and the cluster ends with it).
-async fn wait_for_handoff(s: &ApiState, node: &str) -> Result<bool, ApiError> {
+/// Waits until a voter other than this node no longer lists it as a voter or learner.
+async fn wait_for_handoff(s: &ApiState, node: &str) -> Result<Seat, ApiError> {
     let metrics = s.control.raft.metrics().borrow().clone();
     let membership = metrics.membership_config.membership();
     let in_raft = membership
@@ -129,7 +134,7 @@ async fn wait_for_handoff(s: &ApiState, node: &str) -> Result<bool, ApiError> {
         .chain(membership.learner_ids())
         .any(|id| id == metrics.id);
     if !in_raft {
-        return Ok(false);
+        return Ok(Seat::NoSeat);
     }
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(2))
@@ -146,7 +151,7 @@ async fn wait_for_handoff(s: &ApiState, node: &str) -> Result<bool, ApiError> {
             .map(|m| m.api_addr)
             .collect();
         if peers.is_empty() {
-            return Ok(false);
+            return Ok(Seat::LastVoter);
         }
         for addr in &peers {
             let Ok(resp) = http.get(format!("http://{addr}/v1/cluster")).send().await else {
@@ -163,7 +168,7 @@ async fn wait_for_handoff(s: &ApiState, node: &str) -> Result<bool, ApiError> {
                 .collect();
             let leads_elsewhere = view.leader.as_deref().is_some_and(|l| l != node);
             if leads_elsewhere && !seated.contains(node) {
-                return Ok(true);
+                return Ok(Seat::HandedOver);
             }
         }
         if Instant::now() >= deadline {

@@ -7,7 +7,7 @@ use anyhow::bail;
 use super::client::Client;
 use super::output::OutputFormat;
 use crate::api::control::{ClusterView, LabelRequest, TaintRequest};
-use crate::api::leave::{LeaveView, RemoveView};
+use crate::api::leave::{LeaveView, RemoveView, Seat};
 use crate::error::InputError;
 use crate::membership::MemberState;
 use crate::scheduling::labels::parse_label;
@@ -134,10 +134,10 @@ pub async fn leave(server: &str, format: OutputFormat) -> anyhow::Result<ExitCod
             "node/{} left the cluster: {} instance(s) stopped, {}; its agent is stopping",
             view.node,
             view.stopped,
-            if view.seat_handed_over {
-                "its Raft seat handed over"
-            } else {
-                "it held no Raft seat to hand over"
+            match view.seat {
+                Seat::HandedOver => "its Raft seat handed over",
+                Seat::NoSeat => "it held no Raft seat",
+                Seat::LastVoter => "it was the last voter, so the Raft group ends with it",
             }
         ),
     }
