@@ -111,6 +111,10 @@ pub struct AgentFlags {
     /// Allow hostPath volumes only under these absolute prefixes (comma-separated) [default: any path].
     #[arg(long, env = "EVERYNODE_ALLOWED_HOST_PATHS", value_name = "PREFIX,...", value_delimiter = ',', num_args = 0..)]
     pub allowed_host_paths: Option<Vec<String>>,
+    /// Seconds a dead node still counts as desired (and unavailable) in DaemonSet statuses;
+    /// after that it counts for nothing [default: 300].
+    #[arg(long, env = "EVERYNODE_DEAD_NODE_GRACE", value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(0..=31_536_000))]
+    pub dead_node_grace: Option<u64>,
     /// Gossip round interval in milliseconds [default: 200].
     #[arg(long, env = "EVERYNODE_GOSSIP_INTERVAL_MS", value_name = "MS", value_parser = clap::value_parser!(u64).range(10..=10_000))]
     pub gossip_interval_ms: Option<u64>,
@@ -146,6 +150,7 @@ pub struct FileConfig {
     pub deny_privileged: Option<bool>,
     pub deny_host_network: Option<bool>,
     pub allowed_host_paths: Option<Vec<String>>,
+    pub dead_node_grace: Option<u64>,
 }
 
 /// Everything a node needs to start, validated.
@@ -175,6 +180,8 @@ pub struct NodeConfig {
     pub ca_cert: Option<PathBuf>,
     /// What this host refuses to run.
     pub policy: crate::agent::policy::NodePolicy,
+    /// How long a dead node still counts in DaemonSet statuses (`--dead-node-grace`).
+    pub dead_node_grace: Duration,
 }
 
 impl NodeConfig {
@@ -304,9 +311,18 @@ impl NodeConfig {
                 .or(file.dead_voter_grace)
                 .map(Duration::from_secs)
                 .unwrap_or(crate::control::controller::DEFAULT_DEAD_VOTER_GRACE),
+            dead_node_grace: flags
+                .dead_node_grace
+                .or(file.dead_node_grace)
+                .map(Duration::from_secs)
+                .unwrap_or(DEFAULT_DEAD_NODE_GRACE),
         })
     }
 }
+
+/// Default for `--dead-node-grace`: a reboot or a short outage keeps a node in the counts (as
+/// unavailable), a node gone for good stops counting after five minutes.
+pub const DEFAULT_DEAD_NODE_GRACE: Duration = Duration::from_secs(300);
 
 /// The documented default data dir: system-wide for root, per-user otherwise.
 pub fn default_data_dir() -> PathBuf {

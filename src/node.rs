@@ -15,7 +15,7 @@ use tracing::{info, warn};
 
 use actix::Actor;
 
-use crate::agent::{AgentContext, AgentSettings, NodeAgent};
+use crate::agent::{AgentContext, AgentSettings, NodeAgent, RestartBook};
 use crate::api;
 use crate::config::{validate_node_id, NodeConfig};
 use crate::control::controller::{ControlSettings, Controller};
@@ -47,6 +47,8 @@ const RAFT_ID_FILE: &str = "raft-id";
 pub const PROCESS_DIR: &str = "process";
 /// File in the data dir with the last committed store this node saw.
 const STORE_FILE: &str = "store.json";
+/// File in the data dir with the agent's restart counts.
+const RESTARTS_FILE: &str = "restarts.json";
 
 /// Runs a node until `shutdown` resolves. Bad settings fail before anything is started.
 pub async fn run(
@@ -62,6 +64,24 @@ pub async fn run_observed(
     config: NodeConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
     observe: impl FnOnce(Raft) + Send,
+) -> anyhow::Result<()> {
+    run_with(config, shutdown, observe, Overrides::default()).await
+}
+
+/// Parts an in-process simulation swaps in; the defaults are what a real node uses.
+#[derive(Default)]
+pub struct Overrides {
+    /// Runs the instances instead of the runtime `--runtime` picks (the in-memory fake, so a
+    /// hundred nodes fit in one process).
+    pub runtime: Option<Arc<dyn ContainerRuntime>>,
+}
+
+/// [`run_observed`] with some parts swapped (see [`Overrides`]).
+pub async fn run_with(
+    config: NodeConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    observe: impl FnOnce(Raft) + Send,
+    overrides: Overrides,
 ) -> anyhow::Result<()> {
     let _lock = claim_data_dir(&config.data_dir)?;
     let node_id = resolve_node_id(&config.data_dir, config.node_id.as_deref())?;
@@ -111,7 +131,10 @@ pub async fn run_observed(
         },
         api_listener.local_addr()?.port(),
     );
-    let runtime = runtime::select::choose(config.runtime).await?;
+    let runtime = match &overrides.runtime {
+        Some(r) => r.kind(),
+        None => runtime::select::choose(config.runtime).await?,
+    };
     let raft_id = resolve_raft_id(&config.data_dir)?;
     let replica: Replica<Store> = Replica::open(&config.data_dir.join(STORE_FILE))
         .map_err(|e| InputError::new(format!("cannot load the store copy: {e}")))?;
@@ -217,6 +240,7 @@ pub async fn run_observed(
         applied.clone(),
         membership.clone(),
     ));
+    tokio::spawn(follow_departed(replica.subscribe(), membership.clone()));
     tokio::spawn(controller.run(replica.clone(), applied));
     tokio::spawn(distribute::run(
         replica.clone(),
@@ -225,15 +249,19 @@ pub async fn run_observed(
         peer_http(None)?,
     ));
 
-    let container_runtime = open_runtime(runtime, &config.data_dir).await?;
-    let agent_ctx = Arc::new(AgentContext {
-        settings: AgentSettings {
+    let container_runtime = match overrides.runtime {
+        Some(r) => r,
+        None => open_runtime(runtime, &config.data_dir).await?,
+    };
+    let agent_ctx = Arc::new(AgentContext::new(
+        AgentSettings {
             policy: config.policy.clone(),
             ..AgentSettings::new(&config.cluster, &node_id)
         },
-        runtime: container_runtime,
-        sink: Arc::new(membership.clone()),
-    });
+        container_runtime,
+        Arc::new(membership.clone()),
+        RestartBook::open(&config.data_dir.join(RESTARTS_FILE)),
+    ));
     let own = NodeInfo {
         name: node_id.clone(),
         labels: labels.clone(),
@@ -242,8 +270,11 @@ pub async fn run_observed(
     // Needs the actix System that `cli::agent` runs this future in.
     let _agent = NodeAgent::new(agent_ctx.clone(), own, replica.subscribe()).start();
 
+    let stop = Arc::new(tokio::sync::Notify::new());
     let app = api::router(api::ApiState {
         auth: Arc::new(api::auth::ApiAuth::new(&keys)),
+        shutdown: stop.clone(),
+        dead_node_grace: config.dead_node_grace,
         agent: Some(agent_ctx),
         membership: membership.clone(),
         control: Arc::new(api::ControlHandle {
@@ -252,6 +283,12 @@ pub async fn run_observed(
             writer,
         }),
     });
+    let shutdown = async move {
+        tokio::select! {
+            _ = shutdown => {}
+            _ = stop.notified() => info!("left the cluster"),
+        }
+    };
     match tls_config {
         Some(tls_config) => axum::serve(tls::TlsListener::new(api_listener, tls_config)?, app)
             .with_graceful_shutdown(shutdown)
@@ -272,6 +309,18 @@ pub async fn run_observed(
     Ok(())
 }
 
+/// Keeps the membership's list of departed nodes in step with the committed store, so every
+/// listing (API, control loop, agent) shows them as `left`.
+async fn follow_departed(mut store: tokio::sync::watch::Receiver<Arc<Store>>, membership: Membership) {
+    loop {
+        let departed = store.borrow_and_update().departed.clone();
+        membership.set_departed(departed);
+        if store.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
 /// Connects the runtime `choose` picked; the process runtime keeps its state under the data dir.
 async fn open_runtime(kind: RuntimeKind, data_dir: &Path) -> Result<Arc<dyn ContainerRuntime>, InputError> {
     match kind {
@@ -280,10 +329,16 @@ async fn open_runtime(kind: RuntimeKind, data_dir: &Path) -> Result<Arc<dyn Cont
                 "cannot use the Docker engine: {e}; start Docker or use --runtime process"
             ))
         })?)),
-        RuntimeKind::Process => Ok(Arc::new(
-            ProcessRuntime::new(data_dir.join(PROCESS_DIR))
-                .map_err(|e| InputError::new(format!("{e}; check the --data-dir permissions")))?,
-        )),
+        RuntimeKind::Process => {
+            let runtime = ProcessRuntime::new(data_dir.join(PROCESS_DIR))
+                .map_err(|e| InputError::new(format!("{e}; check the --data-dir permissions")))?;
+            // Before any create: a previous agent may have died between a spawn and its record.
+            let reaped = runtime.reap_unrecorded();
+            if !reaped.is_empty() {
+                warn!(instances = ?reaped, "removed processes a previous agent started but never recorded");
+            }
+            Ok(Arc::new(runtime))
+        }
         RuntimeKind::Fake => Err(InputError::new("the fake runtime cannot run a real node")),
     }
 }

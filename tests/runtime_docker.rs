@@ -1,7 +1,8 @@
 //! The Docker runtime against the real engine, with busybox images built in the test.
 //!
 //! Two image versions are built locally from Debian's `busybox-static` (no registry is reachable).
-//! Covered: lifecycle, labels, surge, stop grace, env, mounts, hostPort, limits, exec, pull failures.
+//! Covered: lifecycle, labels, surge, stop grace, env, mounts, hostPort, limits, exec, pull failures,
+//! followed logs.
 //!
 //! With no engine the tests print a loud SKIP, except under `CI=true` where they fail.
 
@@ -35,7 +36,7 @@ const RUN_LABEL: &str = "io.everynode.test-run";
 const CLUSTER: &str = "everynode-test";
 /// Number of tests holding a [`Fixture`]; the last one to finish removes the images. When a
 /// filter runs fewer, the images stay until the next run's start-up cleanup.
-const FIXTURE_TESTS: usize = 5;
+const FIXTURE_TESTS: usize = 6;
 static FIXTURES_DONE: AtomicUsize = AtomicUsize::new(0);
 static IMAGES: OnceCell<()> = OnceCell::const_new();
 
@@ -523,5 +524,41 @@ async fn a_crashed_container_reports_its_exit_code_and_a_bad_command_is_refused(
     assert!(matches!(
         fx.rt.create_and_start(&bad).await,
         Err(RuntimeError::InvalidSpec { .. })
+    ));
+}
+
+#[tokio::test]
+async fn followed_logs_stream_new_output_until_the_container_exits() {
+    let Some(fx) = Fixture::new("follow").await else {
+        return;
+    };
+    let i = fx
+        .rt
+        .create_and_start(
+            &fx.spec("echo one; echo two; sleep 1; for n in 3 4 5; do echo line $n; sleep 0.2; done"),
+        )
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !fx.rt.logs(&i.id, None).await.unwrap().contains("two") {
+        assert!(Instant::now() < deadline, "the container never printed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut stream = fx.rt.follow_logs(&i.id, Some(1)).await.unwrap();
+    let mut seen = String::new();
+    let ended = tokio::time::timeout(Duration::from_secs(15), async {
+        while let Some(chunk) = stream.next().await {
+            seen.push_str(&String::from_utf8_lossy(&chunk.unwrap()));
+        }
+    })
+    .await;
+    assert!(
+        ended.is_ok(),
+        "the stream did not end when the container exited: {seen:?}"
+    );
+    assert_eq!(seen, "two\nline 3\nline 4\nline 5\n");
+    assert!(matches!(
+        fx.rt.follow_logs("everynode-no-such-container", None).await,
+        Err(RuntimeError::NotFound { .. })
     ));
 }

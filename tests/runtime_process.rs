@@ -451,3 +451,88 @@ async fn instances_do_not_inherit_the_agents_open_descriptors() {
         "fd {fd} leaked into the instance:\n{open}"
     );
 }
+
+#[tokio::test]
+async fn a_process_whose_record_was_never_written_is_killed_by_the_next_agent() {
+    let dir = tempfile::tempdir().unwrap();
+    let other_dir = tempfile::tempdir().unwrap();
+    let rt = ProcessRuntime::new(dir.path()).unwrap();
+    let other = ProcessRuntime::new(other_dir.path()).unwrap();
+    let kept = rt.create_and_start(&spec("n1", "exec sleep 300")).await.unwrap();
+    // A helper in the background shares the mark, as anything the instance starts does.
+    let lost = rt
+        .create_and_start(&spec("n1", "sleep 300 & exec sleep 301"))
+        .await
+        .unwrap();
+    let neighbour = other
+        .create_and_start(&spec("n1", "exec sleep 300"))
+        .await
+        .unwrap();
+    let pids = [kept.pid.unwrap(), lost.pid.unwrap(), neighbour.pid.unwrap()];
+    let _guard = KillOnDrop(pids.to_vec());
+    // The agent "died" between spawning `lost` and writing its record.
+    std::fs::remove_file(dir.path().join("instances").join(format!("{}.json", lost.id))).unwrap();
+    assert!(
+        rt.list("test-cluster", "n1")
+            .await
+            .unwrap()
+            .iter()
+            .all(|i| i.id != lost.id),
+        "without a record nothing lists it, so nothing would ever stop it"
+    );
+
+    let reaped = ProcessRuntime::new(dir.path()).unwrap().reap_unrecorded();
+    assert_eq!(reaped, vec![lost.id.clone()]);
+    assert!(
+        eventually(Duration::from_secs(5), || !pid_alive(pids[1])).await,
+        "the unrecorded instance still runs"
+    );
+    let helpers_left = std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| std::fs::read(e.path().join("environ")).ok())
+        .filter(|env| String::from_utf8_lossy(env).contains(&lost.id))
+        .count();
+    assert_eq!(helpers_left, 0, "its helper processes go too");
+    assert!(pid_alive(pids[0]), "a recorded instance is kept");
+    assert!(pid_alive(pids[2]), "another node's instance is not ours to reap");
+    assert!(!rt.log_path(&lost.id).exists(), "its log is dropped");
+}
+
+#[tokio::test]
+async fn follow_logs_streams_new_output_and_ends_when_the_process_exits() {
+    use futures_util::StreamExt;
+    let dir = tempfile::tempdir().unwrap();
+    let rt = ProcessRuntime::new(dir.path()).unwrap();
+    let i = rt
+        .create_and_start(&spec(
+            "n1",
+            "echo one; echo two; sleep 0.5; for n in 3 4 5; do echo line $n; sleep 0.2; done",
+        ))
+        .await
+        .unwrap();
+    let _guard = KillOnDrop(vec![i.pid.unwrap()]);
+    assert!(eventually(Duration::from_secs(5), || log_of(&rt, &i.id).contains("two")).await);
+
+    let mut stream = rt.follow_logs(&i.id, Some(1)).await.unwrap();
+    let mut seen = String::new();
+    let ended = tokio::time::timeout(Duration::from_secs(10), async {
+        while let Some(chunk) = stream.next().await {
+            seen.push_str(&String::from_utf8_lossy(&chunk.unwrap()));
+        }
+    })
+    .await;
+    assert!(
+        ended.is_ok(),
+        "the stream did not end after the process exited: {seen:?}"
+    );
+    assert_eq!(
+        seen, "two\nline 3\nline 4\nline 5\n",
+        "the tail, then every new line once"
+    );
+
+    assert!(matches!(
+        rt.follow_logs("everynode_missing", None).await,
+        Err(RuntimeError::NotFound { .. })
+    ));
+}

@@ -56,7 +56,8 @@ pub struct DaemonSetActor {
     daemonset: String,
     ctx: Arc<AgentContext>,
     want: Want,
-    /// Back-off and restart counts per container; survives passes, not agent restarts.
+    /// Back-off and restart counts per container; survives passes. Restart counts also live
+    /// in the shared [`RestartBook`](super::RestartBook), which outlives the agent.
     slots: BTreeMap<String, Slot>,
     /// Probe state per container of its current instance.
     probes: BTreeMap<String, Probes>,
@@ -75,11 +76,26 @@ pub struct DaemonSetActor {
 impl DaemonSetActor {
     pub fn new(daemonset: &str, ctx: Arc<AgentContext>, want: Want, supervisor: Recipient<Retired>) -> Self {
         let grace = ctx.settings.orphan_grace;
+        // Restarts counted by an earlier agent (or an earlier actor) carry on from there.
+        let slots = ctx
+            .restarts
+            .get(daemonset)
+            .into_iter()
+            .map(|(container, restarts)| {
+                (
+                    container,
+                    Slot {
+                        restarts,
+                        ..Slot::default()
+                    },
+                )
+            })
+            .collect();
         DaemonSetActor {
             daemonset: daemonset.to_string(),
             ctx,
             want,
-            slots: BTreeMap::new(),
+            slots,
             probes: BTreeMap::new(),
             grace,
             last_error: None,
@@ -114,6 +130,7 @@ impl DaemonSetActor {
             act.last_error = out.last_error;
             act.ready_since = out.ready_since;
             if out.retired {
+                act.ctx.restarts.forget(&act.daemonset);
                 act.supervisor.do_send(Retired {
                     daemonset: act.daemonset.clone(),
                 });
@@ -196,7 +213,7 @@ impl Pass {
         let now = SystemTime::now();
         let mut acted = false;
         let mut retired = false;
-        let status = match runtime.list(&settings.cluster, &settings.node).await {
+        let status = match shared.instances.list().await {
             Err(e) => {
                 warn!(daemonset = %self.daemonset, error = %e, "cannot list instances");
                 self.last_error = Some(e.to_string());
@@ -204,8 +221,9 @@ impl Pass {
             }
             Ok(all) => {
                 let actual: Vec<_> = all
-                    .into_iter()
+                    .iter()
                     .filter(|i| i.daemonset == self.daemonset)
+                    .cloned()
                     .collect();
                 let desired = match &self.want {
                     Want::Run(d) => {
@@ -214,12 +232,15 @@ impl Pass {
                         }
                         let mut d = d.as_ref().clone();
                         d.keep_outdated = d.surge && !self.surged_available(&d, &actual, now);
-                        for spec in &d.specs {
-                            let slot = self.slots.entry(spec.container_name.clone()).or_default();
-                            if slot.follow_spec(&spec.spec_hash()) {
-                                // The last error was about the old spec.
-                                self.last_error = None;
-                            }
+                        let new_spec = d.specs.iter().any(|spec| {
+                            self.slots
+                                .get(&spec.container_name)
+                                .and_then(|s| s.spec_hash.as_ref())
+                                .is_some_and(|h| *h != spec.spec_hash())
+                        });
+                        if new_spec {
+                            // The last error was about the old spec.
+                            self.last_error = None;
                         }
                         Some(d)
                     }
@@ -229,6 +250,9 @@ impl Pass {
                 for action in plan.actions {
                     acted = true;
                     self.execute(action, &actual, now).await;
+                }
+                if acted {
+                    shared.instances.invalidate();
                 }
                 let revision = desired
                     .as_ref()
@@ -244,6 +268,9 @@ impl Pass {
                         continue;
                     };
                     slot.last_id = Some(kept.id.clone());
+                    if kept.spec_hash.is_some() {
+                        slot.spec_hash = kept.spec_hash.clone();
+                    }
                     slot.observe_running(&settings.backoff, kept.started_at, now);
                     started_at = started_at.max(kept.started_at.map(unix));
                     let Some(d) = &desired else { continue };
@@ -272,6 +299,7 @@ impl Pass {
                             if let Err(e) = runtime.stop(&kept.id, spec.termination_grace).await {
                                 warn!(daemonset = %self.daemonset, id = %kept.id, error = %e, "cannot stop the container");
                             }
+                            shared.instances.invalidate();
                             acted = true;
                         }
                     }
@@ -417,9 +445,19 @@ impl Pass {
             }
             Action::Create { spec, restart } => {
                 let slot = self.slots.entry(spec.container_name.clone()).or_default();
+                let hash = spec.spec_hash();
+                if slot.spec_hash.as_ref().is_some_and(|h| *h != hash) {
+                    // A new revision is a new pod: no back-off, no restarts carried over.
+                    *slot = Slot::default();
+                    self.ctx.restarts.set(&self.daemonset, &spec.container_name, 0);
+                }
+                slot.spec_hash = Some(hash);
                 if restart {
                     slot.restarts = slot.restarts.saturating_add(1);
                     slot.failed(&policy, now);
+                    self.ctx
+                        .restarts
+                        .set(&self.daemonset, &spec.container_name, slot.restarts);
                 }
                 match runtime.create_and_start(&spec).await {
                     Ok(instance) => {

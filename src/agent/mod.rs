@@ -8,6 +8,8 @@
 //! - [`daemonset_actor`]: the thin actor around `reconcile` that talks to the runtime.
 //! - [`node_agent`]: the supervisor that follows the store and this node's labels and taints.
 //! - [`policy`]: what this host's owner refuses to run (privileged, host network, host paths).
+//! - [`snapshot`]: one runtime listing per resync, shared by every actor of the node.
+//! - [`restarts`]: restart counts kept in the data dir across agent restarts.
 
 pub mod daemonset_actor;
 pub mod desired;
@@ -15,6 +17,8 @@ pub mod node_agent;
 pub mod policy;
 pub mod probe;
 pub mod reconcile;
+pub mod restarts;
+pub mod snapshot;
 pub mod status;
 
 use std::sync::Arc;
@@ -25,6 +29,8 @@ use async_trait::async_trait;
 pub use desired::{granted_revision, Desired};
 pub use node_agent::NodeAgent;
 pub use reconcile::BackoffPolicy;
+pub use restarts::RestartBook;
+pub use snapshot::InstanceCache;
 pub use status::PodStatus;
 
 use crate::membership::{keys, Membership};
@@ -95,6 +101,36 @@ pub struct AgentContext {
     pub settings: AgentSettings,
     pub runtime: Arc<dyn ContainerRuntime>,
     pub sink: Arc<dyn StatusSink>,
+    /// This node's instances, listed once per resync for all actors rather than once per actor.
+    pub instances: InstanceCache,
+    /// Restart counts, which must outlive the actors (and, in a node, the agent process).
+    pub restarts: RestartBook,
+    /// Set by `everynode leave`: every DaemonSet is retired here and none starts again.
+    pub leaving: tokio::sync::watch::Sender<bool>,
+}
+
+impl AgentContext {
+    pub fn new(
+        settings: AgentSettings,
+        runtime: Arc<dyn ContainerRuntime>,
+        sink: Arc<dyn StatusSink>,
+        restarts: RestartBook,
+    ) -> Self {
+        let instances = InstanceCache::new(
+            runtime.clone(),
+            &settings.cluster,
+            &settings.node,
+            settings.resync,
+        );
+        AgentContext {
+            settings,
+            runtime,
+            sink,
+            instances,
+            restarts,
+            leaving: tokio::sync::watch::channel(false).0,
+        }
+    }
 }
 
 #[cfg(test)]

@@ -44,6 +44,11 @@ pub fn runs_here(
 #[rtype(result = "()")]
 struct StoreChanged(Arc<Store>);
 
+/// Sent when `everynode leave` starts (or is called off).
+#[derive(Message)]
+#[rtype(result = "()")]
+struct LeavingChanged(bool);
+
 /// The per-node supervisor actor.
 pub struct NodeAgent {
     ctx: Arc<AgentContext>,
@@ -57,6 +62,8 @@ pub struct NodeAgent {
     retiring: std::collections::BTreeSet<String>,
     /// When each NoExecute taint was first seen, for `tolerationSeconds`.
     taint_seen: BTreeMap<Taint, SystemTime>,
+    /// The node is leaving the cluster: every DaemonSet is retired and none starts.
+    leaving: bool,
 }
 
 impl NodeAgent {
@@ -70,6 +77,7 @@ impl NodeAgent {
             actors: BTreeMap::new(),
             retiring: Default::default(),
             taint_seen: BTreeMap::new(),
+            leaving: false,
         }
     }
 
@@ -96,7 +104,7 @@ impl NodeAgent {
         for (name, record) in &store.daemonsets {
             let ds = &record.daemonset;
             let running = self.actors.contains_key(name) && !self.retiring.contains(name);
-            let drained = store.is_drained(&settings.node);
+            let drained = store.is_drained(&settings.node) || self.leaving;
             let want = if !drained && runs_here(ds, &node, running, &self.taint_seen, now) {
                 let rev = granted_revision(&store, record, &settings.node);
                 match desired(
@@ -168,9 +176,8 @@ impl NodeAgent {
         if self.store.version == 0 {
             return;
         }
-        let runtime = self.ctx.runtime.clone();
-        let settings = self.ctx.settings.clone();
-        let list = async move { runtime.list(&settings.cluster, &settings.node).await };
+        let shared = self.ctx.clone();
+        let list = async move { shared.instances.list().await };
         ctx.spawn(list.into_actor(self).map(|listed, act, ctx| {
             let instances = match listed {
                 Ok(i) => i,
@@ -180,20 +187,22 @@ impl NodeAgent {
                 }
             };
             let orphans: Vec<String> = instances
-                .into_iter()
+                .iter()
                 .filter(|i| !act.actors.contains_key(&i.daemonset))
                 .map(|i| {
                     info!(id = %i.id, daemonset = %i.daemonset, "removing an orphan instance");
-                    i.id
+                    i.id.clone()
                 })
                 .collect();
             if orphans.is_empty() {
                 return;
             }
+            let shared = act.ctx.clone();
             let runtime = act.ctx.runtime.clone();
             let grace = act.ctx.settings.orphan_grace;
             ctx.spawn(
                 async move {
+                    shared.instances.invalidate();
                     for id in orphans {
                         let result = match runtime.stop(&id, grace).await {
                             Ok(()) | Err(RuntimeError::NotFound { .. }) => runtime.remove(&id).await,
@@ -204,6 +213,7 @@ impl NodeAgent {
                             Err(e) => warn!(%id, error = %e, "cannot remove an orphan instance; will retry"),
                         }
                     }
+                    shared.instances.invalidate();
                 }
                 .into_actor(act),
             );
@@ -223,6 +233,14 @@ impl Actor for NodeAgent {
             Some((StoreChanged(store), rx))
         });
         ctx.add_stream(changes);
+        let leaving = self.ctx.leaving.subscribe();
+        let leaving = futures_util::stream::unfold(leaving, |mut rx| async move {
+            rx.changed().await.ok()?;
+            let value = *rx.borrow_and_update();
+            Some((LeavingChanged(value), rx))
+        });
+        ctx.add_stream(leaving);
+        self.leaving = *self.ctx.leaving.borrow();
         self.converge(ctx);
         self.sweep_orphans(ctx);
         ctx.run_interval(self.ctx.settings.resync, |act, ctx| {
@@ -239,6 +257,18 @@ impl StreamHandler<StoreChanged> for NodeAgent {
     }
 
     /// The store copy lives as long as the node; if it ends, the periodic pass carries on.
+    fn finished(&mut self, _: &mut Context<Self>) {}
+}
+
+impl StreamHandler<LeavingChanged> for NodeAgent {
+    fn handle(&mut self, LeavingChanged(leaving): LeavingChanged, ctx: &mut Context<Self>) {
+        if leaving {
+            info!("leaving the cluster: stopping every instance on this node");
+        }
+        self.leaving = leaving;
+        self.converge(ctx);
+    }
+
     fn finished(&mut self, _: &mut Context<Self>) {}
 }
 

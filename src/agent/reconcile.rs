@@ -57,28 +57,12 @@ pub struct Slot {
     pub last_id: Option<String>,
     /// An instance this agent stopped for a failed probe, and why: its exit is reported as that.
     pub killed: Option<(String, String)>,
-    /// The spec hash the counts above are about: a new revision (or spec) is a new pod, with
-    /// a fresh back-off and restart count, as in Kubernetes.
+    /// The spec hash the failures and restarts above are about. A new revision (or spec) is a
+    /// new pod in Kubernetes' terms: it starts without back-off and is not a restart.
     pub spec_hash: Option<String>,
 }
 
 impl Slot {
-    /// Starts over when the container's spec changed since the counts were taken; true when
-    /// it did (and counts had been taken).
-    pub fn follow_spec(&mut self, spec_hash: &str) -> bool {
-        let changed = self.spec_hash.as_deref() != Some(spec_hash);
-        let had = self.spec_hash.is_some();
-        if changed {
-            let last_id = self.last_id.take();
-            *self = Slot {
-                spec_hash: Some(spec_hash.to_string()),
-                last_id,
-                ..Slot::default()
-            };
-        }
-        changed && had
-    }
-
     /// Records a restart or a failed create at `now`.
     pub fn failed(&mut self, policy: &BackoffPolicy, now: SystemTime) {
         self.failures = self.failures.saturating_add(1);
@@ -239,6 +223,13 @@ fn container(
 ) -> (ContainerPlan, Vec<Action>) {
     let hash = spec.spec_hash();
     let grace = spec.termination_grace;
+    // Back-off and restarts belong to the spec they were counted for; replacing an instance
+    // for a new revision is an update, not a crash.
+    let fresh = Slot::default();
+    let slot = match &slot.spec_hash {
+        Some(h) if *h != hash => &fresh,
+        _ => slot,
+    };
     let mine: Vec<&Instance> = actual
         .iter()
         .filter(|i| i.labels.get(labels::CONTAINER) == Some(&spec.container_name))

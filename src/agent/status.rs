@@ -72,13 +72,43 @@ pub struct Counts {
     pub misscheduled: usize,
 }
 
+/// How one member counts in DaemonSet statuses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NodeCount {
+    /// Alive: counted with the status it reports.
+    Counted,
+    /// Dead for less than the grace period: still desired where selected, and unavailable
+    /// whatever it last reported, since nobody can vouch for it.
+    Lost,
+    /// Joining, left, or dead past the grace period: counts for nothing.
+    Ignored,
+}
+
+/// Decides how a member counts: `dead_for` is how long it has been dead (`None` when unknown,
+/// which is treated as just died), `grace` is `--dead-node-grace`.
+pub fn node_count(
+    state: crate::membership::MemberState,
+    dead_for: Option<std::time::Duration>,
+    grace: std::time::Duration,
+) -> NodeCount {
+    use crate::membership::MemberState;
+    match state {
+        MemberState::Alive => NodeCount::Counted,
+        MemberState::Dead if dead_for.is_none_or(|d| d < grace) => NodeCount::Lost,
+        MemberState::Dead | MemberState::Joining | MemberState::Left => NodeCount::Ignored,
+    }
+}
+
 /// One node as the aggregation needs it.
 #[derive(Debug, Clone)]
 pub struct NodeReport<'a> {
-    /// The DaemonSet selects this live node.
+    /// The DaemonSet selects this node.
     pub selected: bool,
     /// The node's published status for this DaemonSet, if any.
     pub status: Option<&'a PodStatus>,
+    /// The node is dead but within its grace period ([`NodeCount::Lost`]): desired if selected,
+    /// never current, ready or available.
+    pub lost: bool,
 }
 
 /// Sums node reports into Kubernetes' status numbers.
@@ -90,6 +120,10 @@ pub fn aggregate<'a>(
 ) -> Counts {
     let mut c = Counts::default();
     for r in reports {
+        if r.lost {
+            c.desired += usize::from(r.selected);
+            continue;
+        }
         let present = r.status.filter(|s| s.state != "Terminating");
         if !r.selected {
             if present.is_some() {
@@ -140,45 +174,89 @@ mod tests {
             NodeReport {
                 selected: true,
                 status: Some(&running_new),
+                lost: false,
             },
             NodeReport {
                 selected: true,
                 status: Some(&running_old),
+                lost: false,
             },
             NodeReport {
                 selected: true,
                 status: Some(&fresh),
+                lost: false,
             },
             NodeReport {
                 selected: true,
                 status: Some(&crashing),
+                lost: false,
             },
             NodeReport {
                 selected: true,
                 status: None,
+                lost: false,
+            },
+            // Dead within its grace: desired and unavailable, whatever it said last.
+            NodeReport {
+                selected: true,
+                status: Some(&running_new),
+                lost: true,
             },
             NodeReport {
                 selected: false,
                 status: Some(&stray),
+                lost: true,
+            },
+            NodeReport {
+                selected: false,
+                status: Some(&stray),
+                lost: false,
             },
             NodeReport {
                 selected: false,
                 status: Some(&leaving),
+                lost: false,
             },
         ];
         let c = aggregate(reports, "new", 10, 120);
         assert_eq!(
             c,
             Counts {
-                desired: 5,
+                desired: 6,
                 current: 4,
                 ready: 3,
                 up_to_date: 3,
                 available: 2,
-                unavailable: 3,
+                unavailable: 4,
                 misscheduled: 1,
             }
         );
+    }
+
+    #[test]
+    fn dead_nodes_count_as_unavailable_until_their_grace_ends() {
+        use crate::membership::MemberState::*;
+        use std::time::Duration;
+        let grace = Duration::from_secs(300);
+        let secs = |s| Some(Duration::from_secs(s));
+        let cases = [
+            (Alive, None, NodeCount::Counted),
+            (Dead, secs(0), NodeCount::Lost),
+            (Dead, secs(299), NodeCount::Lost),
+            (Dead, None, NodeCount::Lost),
+            (Dead, secs(300), NodeCount::Ignored),
+            (Dead, secs(86_400), NodeCount::Ignored),
+            (Joining, None, NodeCount::Ignored),
+            (Left, None, NodeCount::Ignored),
+        ];
+        for (state, dead_for, want) in cases {
+            assert_eq!(
+                node_count(state, dead_for, grace),
+                want,
+                "{state} dead for {dead_for:?}"
+            );
+        }
+        assert_eq!(node_count(Dead, secs(1), Duration::ZERO), NodeCount::Ignored);
     }
 
     #[test]

@@ -59,6 +59,8 @@ spec:
 struct Harness {
     fake: FakeRuntime,
     sink: Arc<MapSink>,
+    /// Shared by every agent the test starts, as the data dir is by a restarted agent.
+    restarts: RestartBook,
     store_tx: watch::Sender<Arc<Store>>,
     store: Store,
 }
@@ -73,6 +75,7 @@ impl Harness {
         Harness {
             fake: FakeRuntime::new(),
             sink: Arc::new(MapSink::default()),
+            restarts: RestartBook::in_memory(),
             store_tx,
             store,
         }
@@ -93,11 +96,12 @@ impl Harness {
             max: Duration::from_secs(2),
             reset_after: Duration::from_secs(60),
         };
-        let ctx = Arc::new(AgentContext {
+        let ctx = Arc::new(AgentContext::new(
             settings,
-            runtime: Arc::new(self.fake.clone()),
-            sink: self.sink.clone(),
-        });
+            Arc::new(self.fake.clone()),
+            self.sink.clone(),
+            self.restarts.clone(),
+        ));
         let own = NodeInfo::local("n1").with_label("role", "agent");
         NodeAgent::new(ctx, own, self.store_tx.subscribe()).start()
     }
@@ -179,10 +183,11 @@ fn converges_restarts_with_back_off_adopts_and_removes() {
         let mut orphan = h.fake.spec_of(&first_id).expect("spec");
         orphan.daemonset = "gone".into();
         h.fake.insert_running(&orphan);
-        eventually("Running after adoption", || {
+        let adopted = eventually("Running after adoption", || {
             h.sink.get("logs").filter(|s| s.state == "Running")
         })
         .await;
+        assert_eq!(adopted.restarts, 2, "restart counts outlive the agent");
         eventually("the orphan removed", || {
             h.running("gone").is_empty().then_some(())
         })
@@ -258,5 +263,91 @@ fn image_pull_errors_and_probes_show_in_the_status() {
         .await;
         let s = h.sink.get("probed").unwrap();
         assert!(s.last_error.unwrap_or_default().contains("Liveness probe failed"));
+    });
+}
+
+#[test]
+fn many_daemonsets_share_one_runtime_listing_per_resync() {
+    let mut h = Harness::new();
+    actix::System::new().block_on(async {
+        h.start_agent();
+        let names: Vec<String> = (0..10).map(|i| format!("ds{i}")).collect();
+        h.commit(Command::Apply {
+            daemonsets: names.iter().map(|n| daemonset(n, "")).collect(),
+            at: 0,
+        });
+        eventually("every DaemonSet Running", || {
+            names
+                .iter()
+                .all(|n| h.sink.get(n).is_some_and(|s| s.state == "Running"))
+                .then_some(())
+        })
+        .await;
+        let lists = || {
+            h.fake
+                .calls()
+                .iter()
+                .filter(|c| matches!(c, crate::runtime::fake::Call::List { .. }))
+                .count()
+        };
+        // Steady state: 11 periodic passes per resync (10 actors and the orphan sweep).
+        let before = lists();
+        tokio::time::sleep(Duration::from_millis(1_000)).await;
+        let per_resync = (lists() - before) as f64 / 20.0;
+        assert!(
+            per_resync < 3.0,
+            "{per_resync} runtime lists per resync for 10 DaemonSets; they should share one"
+        );
+
+        // Sharing the listing does not slow repairs: an instance removed by hand comes back.
+        let victim = h.running("ds3")[0].id.clone();
+        h.fake.delete_behind_the_agents_back(&victim);
+        eventually("ds3 recreated", || {
+            let r = h.running("ds3");
+            (r.len() == 1 && r[0].id != victim).then_some(())
+        })
+        .await;
+    });
+}
+
+#[test]
+fn updates_replace_at_once_and_are_not_counted_as_restarts() {
+    let mut h = Harness::new();
+    actix::System::new().block_on(async {
+        h.start_agent();
+        h.commit(apply(daemonset("upd", "")));
+        let first = eventually("running", || {
+            let r = h.running("upd");
+            (r.len() == 1).then(|| r[0].id.clone())
+        })
+        .await;
+        // Two crashes put the container in back-off (600 ms in this harness).
+        h.fake.crash(&first, 1);
+        let second = eventually("restarted", || {
+            let r = h.running("upd");
+            (r.len() == 1 && r[0].id != first).then(|| r[0].id.clone())
+        })
+        .await;
+        h.fake.crash(&second, 1);
+        eventually("restarted again", || {
+            let r = h.running("upd");
+            (r.len() == 1 && r[0].id != second).then_some(())
+        })
+        .await;
+        eventually("two restarts", || h.sink.get("upd").filter(|s| s.restarts == 2)).await;
+
+        // Several updates in a row: each is replaced at once, none waits for a back-off.
+        for image in ["agent:2", "agent:3", "agent:4"] {
+            let mut ds = daemonset("upd", "");
+            ds.spec.template.spec.containers[0].image = image.into();
+            h.commit(apply(ds));
+            let s = eventually(&format!("{image} running"), || {
+                let r = h.running("upd");
+                let runs = r.len() == 1 && h.fake.spec_of(&r[0].id).is_some_and(|s| s.image == image);
+                h.sink.get("upd").filter(|s| runs && s.state == "Running")
+            })
+            .await;
+            assert_eq!(s.restarts, 0, "an update is a new pod, not a restart");
+        }
     });
 }

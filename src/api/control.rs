@@ -1,7 +1,7 @@
 //! Control-plane endpoints: Raft RPCs between nodes, the store copy, forwarded writes, and the DaemonSet and node-override API.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -10,7 +10,7 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 
 use super::ApiState;
-use crate::agent::status::{aggregate, Counts, NodeReport, PodStatus};
+use crate::agent::status::{aggregate, node_count, Counts, NodeCount, NodeReport, PodStatus};
 use crate::control::network;
 use crate::control::nodes;
 use crate::control::store::{Command, DaemonSetRecord, Response as StoreResponse, Store};
@@ -163,7 +163,7 @@ pub struct NodePlacement {
 pub struct DaemonSetView {
     pub name: String,
     pub namespace: String,
-    /// Alive nodes the DaemonSet selects.
+    /// Nodes the DaemonSet selects that are alive, or dead for less than `--dead-node-grace`.
     pub desired: usize,
     pub revision: u64,
     pub revision_hash: String,
@@ -181,10 +181,16 @@ pub struct DaemonSetView {
     pub placement: Vec<NodePlacement>,
 }
 
-fn view(record: &DaemonSetRecord, members: &[Member], store: &Store, with_placement: bool) -> DaemonSetView {
+fn view(
+    record: &DaemonSetRecord,
+    members: &[Member],
+    store: &Store,
+    with_placement: bool,
+    dead_node_grace: Duration,
+) -> DaemonSetView {
     let ds = &record.daemonset;
+    let now = now();
     let mut placement = Vec::new();
-    let mut desired = 0;
     let mut reports = Vec::new();
     for m in members {
         let mut p = crate::scheduling::placement::should_run(ds, &nodes::effective(m, store));
@@ -192,17 +198,21 @@ fn view(record: &DaemonSetRecord, members: &[Member], store: &Store, with_placem
             p.should_run = false;
             p.reasons.clear();
         }
-        if p.should_run && m.state == MemberState::Alive {
-            desired += 1;
-        }
-        // Dead nodes count for nothing, as Kubernetes stops counting lost nodes.
-        if m.state == MemberState::Alive {
-            reports.push(NodeReport {
+        let dead_for = m.dead_since.map(|s| Duration::from_secs(now.saturating_sub(s)));
+        match node_count(m.state, dead_for, dead_node_grace) {
+            NodeCount::Counted => reports.push(NodeReport {
                 selected: p.should_run,
                 status: m.pods.get(&ds.metadata.name),
-            });
+                lost: false,
+            }),
+            NodeCount::Lost => reports.push(NodeReport {
+                selected: p.should_run,
+                status: None,
+                lost: true,
+            }),
+            NodeCount::Ignored => {}
         }
-        if with_placement {
+        if with_placement && m.state != MemberState::Left {
             placement.push(NodePlacement {
                 node: m.name.clone(),
                 node_state: m.state,
@@ -216,13 +226,13 @@ fn view(record: &DaemonSetRecord, members: &[Member], store: &Store, with_placem
         }
     }
     let current = record.current_revision();
-    let status = aggregate(reports, &current.hash, ds.spec.min_ready().as_secs(), now());
+    let status = aggregate(reports, &current.hash, ds.spec.min_ready().as_secs(), now);
     DaemonSetView {
         rollout: super::rollout::rollout_view(record, members, store),
+        desired: status.desired,
         status,
         name: ds.metadata.name.clone(),
         namespace: ds.metadata.namespace.clone(),
-        desired,
         revision: current.number,
         revision_hash: current.hash.clone(),
         images: ds
@@ -247,7 +257,7 @@ pub async fn list_daemonsets(State(s): State<ApiState>) -> Json<Vec<DaemonSetVie
         store
             .daemonsets
             .values()
-            .map(|r| view(r, &members, &store, false))
+            .map(|r| view(r, &members, &store, false, s.dead_node_grace))
             .collect(),
     )
 }
@@ -262,7 +272,7 @@ pub async fn get_daemonset(
         .get(&name)
         .ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("daemonset {name} not found")))?;
     let members = s.membership.members().await;
-    Ok(Json(view(record, &members, &store, true)))
+    Ok(Json(view(record, &members, &store, true, s.dead_node_grace)))
 }
 
 pub async fn delete_daemonset(
@@ -307,7 +317,8 @@ pub struct PodView {
 /// Builds the pod list: one entry per (node, DaemonSet) status, sorted by DaemonSet then node.
 pub fn pods(members: &[Member], store: &Store) -> Vec<PodView> {
     let mut out = Vec::new();
-    for m in members {
+    // A node that left runs nothing; whatever it last said is history.
+    for m in members.iter().filter(|m| m.state != MemberState::Left) {
         for (name, st) in &m.pods {
             let record = store.daemonsets.get(name);
             out.push(pod_view(m, name, st, record));
@@ -347,10 +358,32 @@ pub async fn list_pods(State(s): State<ApiState>) -> Json<Vec<PodView>> {
     Json(pods(&members, &store))
 }
 
-/// `?tail=N` of the logs endpoint.
-#[derive(Debug, Default, Deserialize)]
+/// `?tail=N&follow=true` of the logs endpoints (`node=NAME` on `/v1/logs`).
+#[derive(Debug, Default, Serialize, Deserialize)]
 pub struct LogsQuery {
     pub tail: Option<usize>,
+    #[serde(default)]
+    pub follow: bool,
+    /// The node whose instance to read (`/v1/logs` only).
+    pub node: Option<String>,
+}
+
+impl LogsQuery {
+    /// The query string for the same read on another node (without `node`).
+    fn forward(&self) -> String {
+        let mut q = Vec::new();
+        if let Some(n) = self.tail {
+            q.push(format!("tail={n}"));
+        }
+        if self.follow {
+            q.push("follow=true".to_string());
+        }
+        if q.is_empty() {
+            String::new()
+        } else {
+            format!("?{}", q.join("&"))
+        }
+    }
 }
 
 /// The output of one DaemonSet's instance on the node that serves the request.
@@ -363,12 +396,13 @@ pub struct LogsView {
 }
 
 /// `GET /v1/local/logs/{daemonset}`: this node's instance of the DaemonSet (the running one,
-/// else the most recent), read from the runtime.
+/// else the most recent), read from the runtime: JSON ([`LogsView`]), or with `follow=true`
+/// plain text streamed as it is written.
 pub async fn local_logs(
     State(s): State<ApiState>,
     Path(daemonset): Path<String>,
     axum::extract::Query(q): axum::extract::Query<LogsQuery>,
-) -> Result<Json<LogsView>, ApiError> {
+) -> Result<Response, ApiError> {
     let agent = s.agent.as_ref().ok_or_else(|| {
         ApiError(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -393,6 +427,18 @@ pub async fn local_logs(
                 format!("daemonset {daemonset} has no instance on node {node}; `everynode get pods` shows where it runs"),
             )
         })?;
+    if q.follow {
+        let stream = agent
+            .runtime
+            .follow_logs(&instance.id, q.tail)
+            .await
+            .map_err(unavailable)?;
+        return Ok((
+            [(axum::http::header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+            axum::body::Body::from_stream(stream),
+        )
+            .into_response());
+    }
     let logs = agent
         .runtime
         .logs(&instance.id, q.tail)
@@ -403,7 +449,90 @@ pub async fn local_logs(
         node,
         instance: instance.id,
         logs,
-    }))
+    })
+    .into_response())
+}
+
+/// `GET /v1/logs/{daemonset}?node=NAME`: the instance's output on any node, read here when
+/// NAME is this node, else streamed through from NAME's own API, so a client only needs to
+/// reach one node.
+pub async fn logs(
+    State(s): State<ApiState>,
+    Path(daemonset): Path<String>,
+    query: axum::extract::Query<LogsQuery>,
+) -> Result<Response, ApiError> {
+    let Some(node) = query.node.clone() else {
+        return Err(ApiError(
+            StatusCode::BAD_REQUEST,
+            "say whose instance to read with ?node=NAME".into(),
+        ));
+    };
+    if node == s.membership.node_id() {
+        return local_logs(State(s), Path(daemonset), query).await;
+    }
+    let members = s.membership.members().await;
+    let member = members.iter().find(|m| m.name == node).ok_or_else(|| {
+        ApiError(
+            StatusCode::NOT_FOUND,
+            format!("node {node} not found; `everynode get nodes` lists the members"),
+        )
+    })?;
+    if member.state != MemberState::Alive || member.api_addr.is_empty() {
+        return Err(ApiError(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "node {node} is {} and cannot be asked for its logs; `everynode get nodes` shows its state",
+                member.state
+            ),
+        ));
+    }
+    let peer = &s.control.writer.peer;
+    let url = peer.url(
+        &member.api_addr,
+        &format!("/v1/local/logs/{daemonset}{}", query.forward()),
+    );
+    // A followed stream lasts as long as the reader wants it: no overall timeout then.
+    let http = peer
+        .stream_client((!query.follow).then_some(Duration::from_secs(30)))
+        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    // Reading logs needs no more than the read-only token, which every node derives alike.
+    let upstream = http
+        .get(&url)
+        .bearer_auth(&s.auth.readonly_token)
+        .send()
+        .await
+        .map_err(|e| {
+            ApiError(
+                StatusCode::BAD_GATEWAY,
+                format!(
+                    "cannot reach node {node} at {} for its logs: {e}",
+                    member.api_addr
+                ),
+            )
+        })?;
+    let status = StatusCode::from_u16(upstream.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+    let content_type = upstream
+        .headers()
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("application/json")
+        .to_string();
+    // Chunks are passed on as they come; when the reader goes away this stream is dropped
+    // and with it the connection to the other node, which stops following there too.
+    let body = futures_util::stream::unfold(Some(upstream), |resp| async move {
+        let mut resp = resp?;
+        match resp.chunk().await {
+            Ok(Some(chunk)) => Some((Ok(chunk), Some(resp))),
+            Ok(None) => None,
+            Err(e) => Some((Err(e), None)),
+        }
+    });
+    Ok((
+        status,
+        [(axum::http::header::CONTENT_TYPE, content_type)],
+        axum::body::Body::from_stream(body),
+    )
+        .into_response())
 }
 
 // ---- node overrides ----

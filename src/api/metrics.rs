@@ -38,8 +38,10 @@ impl Exposition {
 pub async fn render(state: &ApiState) -> String {
     let membership = &state.membership;
     let members: Vec<Member> = membership.members().await;
-    let alive = members.iter().filter(|m| m.state == MemberState::Alive).count() as u64;
-    let dead = members.len() as u64 - alive;
+    let count = |state| members.iter().filter(|m| m.state == state).count() as u64;
+    let alive = count(MemberState::Alive);
+    let left = count(MemberState::Left);
+    let dead = members.len() as u64 - alive - left;
     let [packets_sent, bytes_sent, packets_received, bytes_received] = membership.stats().snapshot();
 
     let mut out = Exposition::default();
@@ -50,6 +52,7 @@ pub async fn render(state: &ApiState) -> String {
     );
     out.sample("everynode_members", &[("state", "alive")], alive);
     out.sample("everynode_members", &[("state", "dead")], dead);
+    out.sample("everynode_members", &[("state", "left")], left);
     out.family(
         "everynode_gossip_packets_total",
         "counter",

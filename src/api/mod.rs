@@ -2,6 +2,7 @@
 
 pub mod auth;
 pub mod control;
+pub mod leave;
 pub mod metrics;
 pub mod rollout;
 
@@ -38,6 +39,10 @@ pub struct ApiState {
     pub agent: Option<Arc<crate::agent::AgentContext>>,
     /// The tokens and node key requests are checked against.
     pub auth: Arc<auth::ApiAuth>,
+    /// How long a dead node still counts in DaemonSet statuses (`--dead-node-grace`).
+    pub dead_node_grace: std::time::Duration,
+    /// Notified to stop the node from within (after `everynode leave`).
+    pub shutdown: Arc<tokio::sync::Notify>,
 }
 
 /// The API routes, ready to be served on a listener. `/healthz` is open; node-to-node routes
@@ -72,9 +77,12 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/daemonsets/{name}/pods/{node}", delete(rollout::delete_pod))
         .route("/v1/pods", get(control::list_pods))
         .route("/v1/local/logs/{daemonset}", get(control::local_logs))
+        .route("/v1/logs/{daemonset}", get(control::logs))
         .route("/v1/nodes/{name}/labels", post(control::label_node))
         .route("/v1/nodes/{name}/taints", post(control::taint_node))
         .route("/v1/nodes/{name}/drain", post(control::drain_node))
+        .route("/v1/nodes/{name}/remove", post(leave::remove))
+        .route("/v1/local/leave", post(leave::leave))
         .route_layer(axum::middleware::from_fn_with_state(
             state.auth.clone(),
             auth::require_token,

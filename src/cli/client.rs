@@ -100,6 +100,13 @@ pub struct Client {
 
 impl Client {
     pub fn new(target: &Target) -> anyhow::Result<Client> {
+        // Writes may wait for an election (a few seconds) before the server answers.
+        Client::with_timeout(target, Some(std::time::Duration::from_secs(30)))
+    }
+
+    /// A client whose requests give up after `timeout`; `None` for answers that stream
+    /// (`logs --follow`) or wait long (`leave`).
+    pub fn with_timeout(target: &Target, timeout: Option<std::time::Duration>) -> anyhow::Result<Client> {
         let server = target.server.as_str();
         let base = if server.contains("://") {
             server.to_string()
@@ -111,8 +118,10 @@ impl Client {
                 "--server {server}: not a URL ({e}); use e.g. http://10.0.0.1:9495"
             ))
         })?;
-        // Writes may wait for an election (a few seconds) before the server answers.
-        let mut builder = reqwest::Client::builder().timeout(std::time::Duration::from_secs(30));
+        let mut builder = reqwest::Client::builder().connect_timeout(std::time::Duration::from_secs(5));
+        if let Some(t) = timeout {
+            builder = builder.timeout(t);
+        }
         if let Some(roots) = &target.roots {
             builder = builder.tls_built_in_root_certs(false);
             for cert in roots {
@@ -140,6 +149,24 @@ impl Client {
         self.send::<Option<()>>(self.http.delete(self.url(path)))
             .await
             .map(|_| ())
+    }
+
+    /// GETs `path` and hands back the response to be read as it streams in; an error status
+    /// is turned into the server's message.
+    pub async fn open(&self, path: &str) -> anyhow::Result<reqwest::Response> {
+        let resp = self
+            .http
+            .get(self.url(path))
+            .send()
+            .await
+            .map_err(|e| self.unreachable(e))?;
+        if resp.status().is_success() {
+            return Ok(resp);
+        }
+        let status = resp.status();
+        let url = resp.url().to_string();
+        let body = resp.bytes().await.unwrap_or_default();
+        Err(anyhow!(error_message(&url, status, &body)))
     }
 
     fn url(&self, path: &str) -> String {
@@ -207,4 +234,17 @@ impl Client {
             self.base
         )
     }
+}
+
+/// The server words its errors for people (`{"error": "..."}`): show them as they are.
+fn error_message(url: &str, status: reqwest::StatusCode, body: &[u8]) -> String {
+    serde_json::from_slice::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_string))
+        .unwrap_or_else(|| {
+            format!(
+                "{url}: server answered {status}: {}",
+                String::from_utf8_lossy(body).trim()
+            )
+        })
 }

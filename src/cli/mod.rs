@@ -101,7 +101,15 @@ pub enum Command {
     Drain { node: String },
     /// Let DaemonSets run on a drained node again.
     Uncordon { node: String },
-    /// Print the output of a DaemonSet's instance on one node.
+    /// Take the node --server points at out of the cluster for good: stop its instances (grace
+    /// periods honoured), give its Raft seat away, forget it, then stop its agent (exit 0).
+    Leave(OutputArgs),
+    /// Forget a dead node: its Raft seat, its overrides, its place in DaemonSet counts.
+    Remove {
+        #[command(subcommand)]
+        what: RemoveCommand,
+    },
+    /// Print the output of a DaemonSet's instance on one node (read through --server).
     Logs {
         daemonset: String,
         /// The node whose instance to read.
@@ -110,6 +118,11 @@ pub enum Command {
         /// Only the last N lines.
         #[arg(long, value_name = "N")]
         tail: Option<usize>,
+        /// Keep printing what the instance writes, until it stops or Ctrl-C.
+        #[arg(short = 'f', long)]
+        follow: bool,
+        #[command(flatten)]
+        out: OutputArgs,
     },
     /// Follow and steer rolling updates: status, history, undo, pause, resume, restart.
     Rollout {
@@ -244,6 +257,17 @@ pub enum RolloutCommand {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum RemoveCommand {
+    /// Remove a dead node (refused while it runs: use `everynode leave` on it).
+    #[command(alias = "nodes", alias = "no")]
+    Node {
+        node: String,
+        #[command(flatten)]
+        out: OutputArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 pub enum NodeChange {
     /// Change a node.
     #[command(alias = "nodes", alias = "no")]
@@ -300,11 +324,17 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         )),
         Command::Drain { node } => block_on(nodes::drain(server, &node, true)),
         Command::Uncordon { node } => block_on(nodes::drain(server, &node, false)),
+        Command::Leave(out) => block_on(nodes::leave(server, out.output)),
+        Command::Remove {
+            what: RemoveCommand::Node { node, out },
+        } => block_on(nodes::remove(server, &node, out.output)),
         Command::Logs {
             daemonset,
             node,
             tail,
-        } => block_on(logs::run(server, &daemonset, &node, tail)),
+            follow,
+            out,
+        } => block_on(logs::run(server, &daemonset, &node, tail, follow, out.output)),
         Command::Apply { file, out } => block_on(daemonsets::apply(server, &file, out.output)),
         Command::Describe {
             what: DescribeCommand::DaemonSet { name },

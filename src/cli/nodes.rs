@@ -5,8 +5,11 @@ use std::process::ExitCode;
 use anyhow::bail;
 
 use super::client::{Client, Target};
-use crate::api::control::{LabelRequest, TaintRequest};
+use super::output::OutputFormat;
+use crate::api::control::{ClusterView, LabelRequest, TaintRequest};
+use crate::api::leave::{LeaveView, RemoveView, Seat};
 use crate::error::InputError;
+use crate::membership::MemberState;
 use crate::scheduling::labels::parse_label;
 use crate::scheduling::{Taint, TaintEffect};
 
@@ -116,6 +119,62 @@ pub async fn drain(server: &Target, node: &str, drained: bool) -> anyhow::Result
         }
         tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     }
+}
+
+/// `leave`: the node behind `server` stops its instances, gives its Raft seat away, is
+/// forgotten by the cluster, and its agent exits.
+pub async fn leave(server: &Target, format: OutputFormat) -> anyhow::Result<ExitCode> {
+    // Stopping instances honours their grace periods, which may be long: no request timeout.
+    let view: LeaveView = Client::with_timeout(server, None)?
+        .post("/v1/local/leave", &serde_json::json!({}))
+        .await?;
+    match format {
+        OutputFormat::Json | OutputFormat::Yaml => super::output::print_structured(&view, format)?,
+        OutputFormat::Table | OutputFormat::Wide => println!(
+            "node/{} left the cluster: {} instance(s) stopped, {}; its agent is stopping",
+            view.node,
+            view.stopped,
+            match view.seat {
+                Seat::HandedOver => "its Raft seat handed over",
+                Seat::NoSeat => "it held no Raft seat",
+                Seat::LastVoter => "it was the last voter, so the Raft group ends with it",
+            }
+        ),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// How long `remove node` waits for the leader to drop the node's Raft seat.
+const REMOVE_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// `remove node NODE`: forget a dead node, then wait until no Raft seat names it.
+pub async fn remove(server: &Target, node: &str, format: OutputFormat) -> anyhow::Result<ExitCode> {
+    let client = Client::new(server)?;
+    let view: RemoveView = client
+        .post(&format!("/v1/nodes/{node}/remove"), &serde_json::json!({}))
+        .await?;
+    let deadline = std::time::Instant::now() + REMOVE_WAIT;
+    loop {
+        let cluster: ClusterView = client.get("/v1/cluster").await?;
+        if !cluster.voters.iter().chain(&cluster.learners).any(|n| n == node) {
+            break;
+        }
+        if std::time::Instant::now() > deadline {
+            eprintln!(
+                "node/{node} is forgotten but the Raft group still lists it after {REMOVE_WAIT:?}; `everynode cluster` shows the voters (a leader is needed to change them)"
+            );
+            return Ok(ExitCode::FAILURE);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    match format {
+        OutputFormat::Json | OutputFormat::Yaml => super::output::print_structured(&view, format)?,
+        OutputFormat::Table | OutputFormat::Wide => match view.was {
+            MemberState::Left => println!("node/{node} had already left"),
+            _ => println!("node/{node} removed"),
+        },
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 #[cfg(test)]

@@ -134,7 +134,7 @@ impl Controller {
             if !initialized {
                 let alive: Vec<(String, bool)> = members
                     .iter()
-                    .filter(|m| m.state != MemberState::Dead)
+                    .filter(|m| matches!(m.state, MemberState::Alive | MemberState::Joining))
                     .map(|m| (m.name.clone(), in_raft(&m.role)))
                     .collect();
                 let Some(seeds) = &self.seeds else { continue };
@@ -167,7 +167,7 @@ impl Controller {
             for m in &members {
                 let Some(id) = m.raft_id else { continue };
                 let dead_for = match m.state {
-                    MemberState::Dead => Some(now - *gone_since.entry(id).or_insert(now)),
+                    MemberState::Dead | MemberState::Left => Some(now - *gone_since.entry(id).or_insert(now)),
                     _ => {
                         gone_since.remove(&id);
                         None
@@ -178,6 +178,7 @@ impl Controller {
                     name: m.name.clone(),
                     api_addr: m.api_addr.clone(),
                     dead_for,
+                    left: m.state == MemberState::Left,
                 });
             }
             // Raft members gossip no longer knows of (a wiped node came back under a new id)
@@ -189,6 +190,7 @@ impl Controller {
                         name: String::new(),
                         api_addr: String::new(),
                         dead_for: Some(now - *gone_since.entry(*id).or_insert(now)),
+                        left: false,
                     });
                 }
             }

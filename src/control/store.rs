@@ -22,6 +22,11 @@ pub struct Store {
     pub daemonsets: BTreeMap<String, DaemonSetRecord>,
     /// Label and taint changes made with `everynode label/taint node`, by node name.
     pub nodes: BTreeMap<String, NodeOverride>,
+    /// Nodes that left (`everynode leave`) or were removed (`everynode remove node`), with the
+    /// last gossip generation that is gone: that one and older are listed as `left`; a later
+    /// start of the same node id is a new member.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub departed: BTreeMap<String, u64>,
 }
 
 impl Versioned for Store {
@@ -219,6 +224,13 @@ pub enum Command {
         node: String,
         at: u64,
     },
+    /// A node left or was removed: its overrides are dropped and its generation `generation`
+    /// (and older ones) is recorded as gone, so every node lists it as `left` and the leader
+    /// gives its Raft seat away.
+    NodeLeft {
+        node: String,
+        generation: u64,
+    },
 }
 
 /// What happened to an applied object, as kubectl words it.
@@ -382,6 +394,12 @@ impl Store {
                     "PodDeleted",
                     format!("instance on node {node} deleted; it is replaced at the current revision"),
                 );
+                Response::Ok
+            }
+            Command::NodeLeft { node, generation } => {
+                self.nodes.remove(node);
+                let gone = self.departed.entry(node.clone()).or_insert(0);
+                *gone = (*gone).max(*generation);
                 Response::Ok
             }
             Command::DrainNode { node, drained } => {
@@ -824,6 +842,27 @@ mod tests {
             remove: ["zone".to_string()].into(),
         });
         assert!(s.nodes["n1"].removed_labels.contains("zone"));
+    }
+
+    #[test]
+    fn a_node_that_left_loses_its_overrides_and_only_newer_generations_come_back() {
+        let mut s = Store::default();
+        s.apply(&Command::DrainNode {
+            node: "n1".into(),
+            drained: true,
+        });
+        let left = |generation| Command::NodeLeft {
+            node: "n1".into(),
+            generation,
+        };
+        assert_eq!(s.apply(&left(20)), Response::Ok);
+        assert!(!s.is_drained("n1") && s.nodes.is_empty());
+        assert_eq!(s.departed["n1"], 20);
+        s.apply(&left(10));
+        assert_eq!(
+            s.departed["n1"], 20,
+            "an older generation never un-leaves a newer one"
+        );
     }
 
     #[test]

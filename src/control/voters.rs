@@ -11,6 +11,8 @@ pub struct Candidate {
     pub api_addr: String,
     /// `None` while alive; otherwise how long gossip has seen it dead.
     pub dead_for: Option<Duration>,
+    /// It left the cluster or was removed: its seat goes at once, with or without a successor.
+    pub left: bool,
 }
 
 /// What the leader knows when it plans.
@@ -60,9 +62,13 @@ pub fn plan(view: &VoterView) -> Option<Step> {
     let by_id: BTreeMap<u64, &Candidate> = view.members.iter().map(|m| (m.raft_id, m)).collect();
     let failed = |id: &u64| match by_id.get(id) {
         None => true,
-        Some(m) => m.dead_for.is_some_and(|d| d >= view.dead_grace),
+        Some(m) => m.left || m.dead_for.is_some_and(|d| d >= view.dead_grace),
     };
-    let alive_count = view.members.iter().filter(|m| m.dead_for.is_none()).count();
+    let alive_count = view
+        .members
+        .iter()
+        .filter(|m| m.dead_for.is_none() && !m.left)
+        .count();
     let healthy: BTreeSet<u64> = view.voters.iter().copied().filter(|id| !failed(id)).collect();
     let failed_voters = view.voters.len() - healthy.len();
     let want = desired_voters(view.target, alive_count).max(healthy.len());
@@ -72,9 +78,23 @@ pub fn plan(view: &VoterView) -> Option<Step> {
         let mut candidates: Vec<&Candidate> = view
             .members
             .iter()
-            .filter(|m| m.dead_for.is_none() && !view.voters.contains(&m.raft_id))
+            .filter(|m| m.dead_for.is_none() && !m.left && !view.voters.contains(&m.raft_id))
             .collect();
         candidates.sort_by(|a, b| a.name.cmp(&b.name));
+        if candidates.is_empty() {
+            // Nobody can take a departed voter's seat. It is not coming back, and keeping it
+            // would only count a vote that never answers, so give the seat up.
+            let departed: BTreeSet<u64> = view
+                .voters
+                .iter()
+                .copied()
+                .filter(|id| by_id.get(id).is_some_and(|m| m.left))
+                .collect();
+            let remaining: BTreeSet<u64> = view.voters.difference(&departed).copied().collect();
+            if !departed.is_empty() && !remaining.is_empty() {
+                return Some(Step::SetVoters(remaining));
+            }
+        }
         if let Some(next) = candidates.first() {
             if !view.learners.contains(&next.raft_id) {
                 return Some(Step::AddLearner {
@@ -120,6 +140,14 @@ mod tests {
             name: format!("n{id}"),
             api_addr: format!("10.0.0.{id}:9495"),
             dead_for: dead_secs.map(Duration::from_secs),
+            left: false,
+        }
+    }
+
+    fn departed(id: u64) -> Candidate {
+        Candidate {
+            left: true,
+            ..member(id, Some(0))
         }
     }
 
@@ -202,6 +230,30 @@ mod tests {
             plan(&view(&[1, 2, 3], &[], members)),
             None,
             "no live replacement: keep n3"
+        );
+    }
+
+    #[test]
+    fn a_departed_voter_hands_its_seat_over_at_once() {
+        let members = vec![member(1, None), member(2, None), departed(3), member(4, None)];
+        let v = view(&[1, 2, 3], &[], members.clone());
+        assert!(
+            matches!(plan(&v), Some(Step::AddLearner { raft_id: 4, .. })),
+            "no grace period for a node that said goodbye"
+        );
+        let v = view(&[1, 2, 3], &[4], members);
+        assert_eq!(plan(&v), Some(Step::SetVoters([1, 2, 4].into())));
+        // Nobody to take the seat: it is given up all the same.
+        let members = vec![member(1, None), member(2, None), departed(3)];
+        assert_eq!(
+            plan(&view(&[1, 2, 3], &[], members)),
+            Some(Step::SetVoters([1, 2].into()))
+        );
+        // A departed learner is dropped too.
+        let members = vec![member(1, None), departed(5)];
+        assert_eq!(
+            plan(&view(&[1], &[5], members)),
+            Some(Step::RemoveLearners([5].into()))
         );
     }
 

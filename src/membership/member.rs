@@ -1,6 +1,6 @@
 //! The member view users see, computed by a pure function from chitchat's node states.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use chitchat::{ChitchatId, NodeState};
 use serde::{Deserialize, Serialize};
@@ -16,6 +16,9 @@ pub enum MemberState {
     Joining,
     Alive,
     Dead,
+    /// Left the cluster (`everynode leave`) or was removed (`everynode remove node`): listed
+    /// for the record, counted nowhere. A later start of the node is a new member.
+    Left,
 }
 
 impl std::fmt::Display for MemberState {
@@ -24,6 +27,7 @@ impl std::fmt::Display for MemberState {
             MemberState::Joining => "joining",
             MemberState::Alive => "alive",
             MemberState::Dead => "dead",
+            MemberState::Left => "left",
         })
     }
 }
@@ -46,6 +50,9 @@ pub struct Member {
     pub taints: Vec<Taint>,
     /// Unix seconds at which this generation started.
     pub started_at: Option<u64>,
+    /// Unix seconds since which the node answering has seen this one dead.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dead_since: Option<u64>,
     /// Version of the committed store copy the node holds.
     #[serde(default)]
     pub store_version: Option<u64>,
@@ -59,11 +66,14 @@ pub struct Member {
 
 /// Builds the member list: one entry per node id, the highest generation winning, so a
 /// restarted node replaces its old self; alive when that generation is live, dead when it was
-/// live once, joining otherwise. Sorted by name.
+/// live once (since `dead_since`, unix seconds), joining otherwise; left when `departed`
+/// records that generation (or a later one) as gone. Sorted by name.
 pub fn members_from_states<'a>(
     states: impl IntoIterator<Item = (&'a ChitchatId, &'a NodeState)>,
     live: &HashSet<ChitchatId>,
     ever_live: &HashSet<ChitchatId>,
+    dead_since: &HashMap<ChitchatId, u64>,
+    departed: &BTreeMap<String, u64>,
 ) -> Vec<Member> {
     let mut newest: BTreeMap<&str, (&ChitchatId, &NodeState)> = BTreeMap::new();
     for (id, state) in states {
@@ -76,7 +86,12 @@ pub fn members_from_states<'a>(
         .into_values()
         .map(|(id, state)| Member {
             name: id.node_id.to_string(),
-            state: if live.contains(id) {
+            state: if departed
+                .get(&id.node_id[..])
+                .is_some_and(|gen| id.generation_id <= *gen)
+            {
+                MemberState::Left
+            } else if live.contains(id) {
                 MemberState::Alive
             } else if ever_live.contains(id) {
                 MemberState::Dead
@@ -92,6 +107,9 @@ pub fn members_from_states<'a>(
             labels: keys::labels(state),
             taints: keys::taints(state),
             started_at: keys::number(state, keys::STARTED_AT),
+            dead_since: (!live.contains(id))
+                .then(|| dead_since.get(id).copied())
+                .flatten(),
             store_version: keys::number(state, keys::STORE_VERSION),
             raft_id: keys::number(state, keys::RAFT_ID),
             pods: keys::pod_statuses(state),

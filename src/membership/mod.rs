@@ -6,7 +6,7 @@ pub mod seal;
 pub mod secure;
 pub mod transport;
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -50,6 +50,18 @@ pub struct Membership {
     stats: Arc<GossipStats>,
     /// Nodes seen live at least once: a node not live now is dead if here, joining if not.
     ever_live: Arc<std::sync::Mutex<HashSet<ChitchatId>>>,
+    /// When each node was last seen going from live to not live (unix seconds), so that a node
+    /// dead for long can stop counting (`--dead-node-grace`).
+    dead_since: Arc<std::sync::Mutex<HashMap<ChitchatId, u64>>>,
+    /// Nodes the cluster recorded as gone, with the last generation that left: listed as `left`.
+    departed: Arc<std::sync::RwLock<BTreeMap<String, u64>>>,
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 impl Membership {
@@ -97,17 +109,36 @@ impl Membership {
         };
         let handle = spawn_chitchat(chitchat_config, config.initial_keys, &counting).await?;
         let ever_live = Arc::new(std::sync::Mutex::new(HashSet::new()));
-        // Liveness changes between two listings must still count as "was live once".
+        let dead_since = Arc::new(std::sync::Mutex::new(HashMap::new()));
+        // Liveness changes between two listings must still count as "was live once", and a
+        // node's death is timed from when it left the live set.
         let mut live_watch = handle.chitchat().lock().await.live_nodes_watcher();
         let seen = ever_live.clone();
+        let died = dead_since.clone();
         tokio::spawn(async move {
+            let mut before: HashSet<ChitchatId> = HashSet::new();
             while live_watch.changed().await.is_ok() {
-                let live: Vec<ChitchatId> = live_watch.borrow_and_update().keys().cloned().collect();
-                seen.lock().expect("ever_live lock poisoned").extend(live);
+                let live: HashSet<ChitchatId> = live_watch.borrow_and_update().keys().cloned().collect();
+                {
+                    let now = unix_now();
+                    let mut died = died.lock().expect("dead_since lock poisoned");
+                    for id in before.difference(&live) {
+                        died.entry(id.clone()).or_insert(now);
+                    }
+                    for id in &live {
+                        died.remove(id);
+                    }
+                }
+                seen.lock()
+                    .expect("ever_live lock poisoned")
+                    .extend(live.iter().cloned());
+                before = live;
             }
         });
         Ok(Membership {
             ever_live,
+            dead_since,
+            departed: Default::default(),
             chitchat: handle.chitchat(),
             handle: Arc::new(std::sync::Mutex::new(Some(handle))),
             self_id,
@@ -133,7 +164,19 @@ impl Membership {
         let live: HashSet<ChitchatId> = chitchat.live_nodes().cloned().collect();
         let mut ever_live = self.ever_live.lock().expect("ever_live lock poisoned");
         ever_live.extend(live.iter().cloned());
-        member::members_from_states(chitchat.node_states(), &live, &ever_live)
+        let mut dead_since = self.dead_since.lock().expect("dead_since lock poisoned");
+        // A death the watcher has not timed yet is timed from now.
+        for id in ever_live.iter().filter(|id| !live.contains(*id)) {
+            dead_since.entry(id.clone()).or_insert_with(unix_now);
+        }
+        let departed = self.departed.read().expect("departed lock poisoned");
+        member::members_from_states(chitchat.node_states(), &live, &ever_live, &dead_since, &departed)
+    }
+
+    /// The nodes the cluster recorded as gone (node id to the last generation that left), from
+    /// the committed store; their members are listed as [`MemberState::Left`].
+    pub fn set_departed(&self, departed: BTreeMap<String, u64>) {
+        *self.departed.write().expect("departed lock poisoned") = departed;
     }
 
     /// Publishes (or replaces) one of this node's own keys.

@@ -284,6 +284,24 @@ impl ContainerRuntime for DockerRuntime {
         Ok(out)
     }
 
+    async fn follow_logs(&self, id: &str, tail: Option<usize>) -> Result<super::LogStream> {
+        // A missing container is a plain NotFound now rather than an error inside the stream.
+        self.inspect(id).await?;
+        let options = bollard::query_parameters::LogsOptionsBuilder::default()
+            .stdout(true)
+            .stderr(true)
+            .follow(true)
+            .tail(&tail.map(|n| n.to_string()).unwrap_or_else(|| "all".into()))
+            .build();
+        let owned = id.to_string();
+        let stream = self.docker.logs(id, Some(options)).map(move |chunk| {
+            chunk
+                .map(|c| c.into_bytes().to_vec())
+                .map_err(|e| classify(e, format!("following the logs of {owned}"), Some(&owned)))
+        });
+        Ok(Box::pin(stream))
+    }
+
     async fn exec(&self, id: &str, cmd: &[String], timeout: Duration) -> Result<i32> {
         if cmd.is_empty() {
             return Err(RuntimeError::invalid("exec needs a command"));

@@ -354,7 +354,20 @@ pub trait ContainerRuntime: Send + Sync {
             format!("the {} runtime keeps no logs", self.kind().as_str()),
         ))
     }
+
+    /// The last `tail` lines of output (all of it when `None`), then whatever the instance
+    /// writes next, as it is written; the stream ends once the instance has stopped and its
+    /// output is drained, or it is removed. Dropping the stream stops following.
+    async fn follow_logs(&self, id: &str, _tail: Option<usize>) -> Result<LogStream> {
+        Err(RuntimeError::other(
+            format!("following the logs of {id}"),
+            format!("the {} runtime keeps no logs", self.kind().as_str()),
+        ))
+    }
 }
+
+/// Output chunks of one instance as they are written (see [`ContainerRuntime::follow_logs`]).
+pub type LogStream = std::pin::Pin<Box<dyn futures_util::Stream<Item = Result<Vec<u8>>> + Send>>;
 
 /// The last `tail` lines of `text` (all of it when `None`).
 pub(crate) fn tail_lines(text: &str, tail: Option<usize>) -> String {

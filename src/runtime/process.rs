@@ -15,6 +15,10 @@
 //!
 //! State dir layout: `instances/<id>.json` (written once at start), `instances/<id>.exit.json`
 //! (written by the agent that started it, when it exits), `logs/<id>.log`.
+//!
+//! Every instance carries [`INSTANCE_ENV`] and [`STATE_DIR_ENV`] in its environment, so that a
+//! process whose record was never written (the agent died between the spawn and the write) can
+//! still be recognised as ours and removed: see [`ProcessRuntime::reap_unrecorded`].
 
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
@@ -36,6 +40,17 @@ use super::{
 /// as a container's is not.
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
+/// Environment variable naming the instance a process belongs to.
+pub const INSTANCE_ENV: &str = "EVERYNODE_INSTANCE";
+/// Environment variable naming the state dir of the runtime that started the process, so that
+/// several nodes on one host only ever reap their own.
+pub const STATE_DIR_ENV: &str = "EVERYNODE_STATE_DIR";
+
+/// How often `follow_logs` looks for new output; a tenth of a second feels live to a person.
+const FOLLOW_POLL: Duration = Duration::from_millis(100);
+/// Largest chunk `follow_logs` hands out at once, so a burst of output does not sit in memory.
+const FOLLOW_CHUNK: u64 = 64 * 1024;
+
 /// How often `stop` looks whether the process has gone.
 const POLL: Duration = Duration::from_millis(20);
 /// How long to wait for a SIGKILLed process to disappear before giving up.
@@ -47,6 +62,8 @@ pub struct ProcessRuntime {
     /// Root of `instances/` and `logs/`; one per node (its data dir), never shared by two nodes
     /// that could both remove the same record.
     state_dir: PathBuf,
+    /// The state dir as an absolute path, as instances carry it in [`STATE_DIR_ENV`].
+    marker: String,
 }
 
 /// What is persisted per instance: enough to find the process again and to run exec probes.
@@ -91,7 +108,52 @@ impl ProcessRuntime {
                 source: Some(e.into()),
             })?;
         }
-        Ok(ProcessRuntime { state_dir })
+        let marker = fs::canonicalize(&state_dir)
+            .unwrap_or_else(|_| state_dir.clone())
+            .to_string_lossy()
+            .into_owned();
+        Ok(ProcessRuntime { state_dir, marker })
+    }
+
+    /// Kills every process that carries this state dir's mark but whose instance has no record,
+    /// and drops its log: the agent died after starting it and before writing the record, so
+    /// nothing would ever adopt or stop it. Returns the ids reaped.
+    ///
+    /// Call it before the first `create_and_start` of an agent: a create in flight has a
+    /// process and not yet a record. The data dir lock guarantees no other agent is creating.
+    pub fn reap_unrecorded(&self) -> Vec<String> {
+        let me = std::process::id();
+        let mut reaped = Vec::new();
+        for entry in fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+                continue;
+            };
+            if pid == me {
+                continue;
+            }
+            // Processes of other users cannot be read; they are not ours anyway.
+            let Ok(environ) = fs::read(entry.path().join("environ")) else {
+                continue;
+            };
+            let Some(id) = marked_instance(&environ, &self.marker) else {
+                continue;
+            };
+            if self.record_path(&id).exists() || id.is_empty() || id.contains('/') {
+                continue;
+            }
+            tracing::warn!(pid, id = %id, "killing a process started for an instance whose record was never written");
+            // The instance leader leads its own group; helpers it started may have left it.
+            signal_group(pid, libc::SIGKILL);
+            // SAFETY: kill has no memory-safety preconditions; the pid carries our mark.
+            unsafe {
+                libc::kill(pid as i32, libc::SIGKILL);
+            }
+            let _ = fs::remove_file(self.log_path(&id));
+            if !reaped.contains(&id) {
+                reaped.push(id);
+            }
+        }
+        reaped
     }
 
     pub fn state_dir(&self) -> &Path {
@@ -255,7 +317,15 @@ impl ContainerRuntime for ProcessRuntime {
         let argv: Vec<String> = spec.command.iter().chain(&spec.args).cloned().collect();
         let mut env = vec![("PATH".to_string(), DEFAULT_PATH.to_string())];
         env.retain(|(k, _)| !spec.env.iter().any(|(sk, _)| sk == k));
-        env.extend(spec.env.iter().cloned());
+        env.extend(
+            spec.env
+                .iter()
+                .filter(|(k, _)| k != INSTANCE_ENV && k != STATE_DIR_ENV)
+                .cloned(),
+        );
+        // Last, so a spec cannot hide a process from `reap_unrecorded`.
+        env.push((INSTANCE_ENV.to_string(), id.clone()));
+        env.push((STATE_DIR_ENV.to_string(), self.marker.clone()));
 
         let mut cmd = child_command(&argv, &env, &working_dir, uid_gid);
         cmd.stdin(Stdio::null()).stdout(log).stderr(log_err);
@@ -377,6 +447,26 @@ impl ContainerRuntime for ProcessRuntime {
         }
     }
 
+    async fn follow_logs(&self, id: &str, tail: Option<usize>) -> Result<super::LogStream> {
+        let rec = self.read_record(id)?;
+        let path = self.log_path(id);
+        let start = match tokio::fs::read(&path).await {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => return Err(RuntimeError::other(format!("reading {}", path.display()), e)),
+        };
+        let offset = start.len() as u64;
+        let first = super::tail_lines(&String::from_utf8_lossy(&start), tail).into_bytes();
+        let follow = Follow {
+            rec,
+            path,
+            offset,
+            first: Some(first).filter(|f| !f.is_empty()),
+            done: false,
+        };
+        Ok(Box::pin(futures_util::stream::unfold(follow, Follow::next)))
+    }
+
     async fn exec(&self, id: &str, cmd: &[String], timeout: Duration) -> Result<i32> {
         if cmd.is_empty() {
             return Err(RuntimeError::invalid("exec needs a command"));
@@ -410,6 +500,68 @@ impl ContainerRuntime for ProcessRuntime {
             }
         }
     }
+}
+
+/// Where `follow_logs` is in one instance's log file.
+struct Follow {
+    rec: Record,
+    path: PathBuf,
+    /// Bytes of the file already handed out.
+    offset: u64,
+    /// The tail read at the start, handed out first.
+    first: Option<Vec<u8>>,
+    /// An error was handed out: the stream ends.
+    done: bool,
+}
+
+impl Follow {
+    async fn next(mut self) -> Option<(Result<Vec<u8>>, Follow)> {
+        if let Some(first) = self.first.take() {
+            return Some((Ok(first), self));
+        }
+        while !self.done {
+            // Liveness first: whatever the process wrote before it died is in the file by now,
+            // so one more read drains it.
+            let alive = process_alive(&self.rec);
+            match read_from(&self.path, self.offset).await {
+                Ok(Some(chunk)) if !chunk.is_empty() => {
+                    self.offset += chunk.len() as u64;
+                    return Some((Ok(chunk), self));
+                }
+                Ok(Some(_)) if alive => tokio::time::sleep(FOLLOW_POLL).await,
+                Ok(Some(_)) => return None,
+                // Removed: nothing more will come.
+                Ok(None) => return None,
+                Err(e) => {
+                    self.done = true;
+                    let err = RuntimeError::other(format!("following {}", self.path.display()), e);
+                    return Some((Err(err), self));
+                }
+            }
+            // A file cut shorter than what was read (by hand) is followed from its start again.
+            if tokio::fs::metadata(&self.path)
+                .await
+                .is_ok_and(|m| m.len() < self.offset)
+            {
+                self.offset = 0;
+            }
+        }
+        None
+    }
+}
+
+/// Up to [`FOLLOW_CHUNK`] bytes of `path` from `offset`; `None` when the file is gone.
+async fn read_from(path: &Path, offset: u64) -> io::Result<Option<Vec<u8>>> {
+    use tokio::io::{AsyncReadExt, AsyncSeekExt};
+    let mut file = match tokio::fs::File::open(path).await {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    file.seek(io::SeekFrom::Start(offset)).await?;
+    let mut chunk = Vec::new();
+    file.take(FOLLOW_CHUNK).read_to_end(&mut chunk).await?;
+    Ok(Some(chunk))
 }
 
 /// A command in a new session (so the whole group can be signalled and it outlives the agent),
@@ -505,6 +657,22 @@ fn ignored_settings(spec: &InstanceSpec) -> Vec<&'static str> {
         ignored.push("privileged");
     }
     ignored
+}
+
+/// The instance id in a `/proc/<pid>/environ` (NUL-separated `KEY=VALUE`), if the process
+/// carries the mark of the runtime whose state dir is `marker`.
+pub(crate) fn marked_instance(environ: &[u8], marker: &str) -> Option<String> {
+    let mut id = None;
+    let mut ours = false;
+    for var in environ.split(|b| *b == 0) {
+        let var = String::from_utf8_lossy(var);
+        if let Some(v) = var.strip_prefix(INSTANCE_ENV).and_then(|r| r.strip_prefix('=')) {
+            id = Some(v.to_string());
+        } else if let Some(v) = var.strip_prefix(STATE_DIR_ENV).and_then(|r| r.strip_prefix('=')) {
+            ours = v == marker;
+        }
+    }
+    id.filter(|_| ours)
 }
 
 /// Sends `signal` to the process group led by `pgid`; a group already gone is fine.
@@ -680,6 +848,24 @@ mod tests {
         assert_eq!(e.state, InstanceState::Exited { code: Some(143) });
         assert_eq!(e.finished_at, Some(exit.finished_at));
         assert_eq!(e.reason.as_deref(), Some("killed by signal 15"));
+    }
+
+    #[test]
+    fn only_processes_marked_with_this_state_dir_are_ours() {
+        let env = |vars: &[&str]| vars.join("\0").into_bytes();
+        let mine = env(&[
+            "PATH=/bin",
+            "EVERYNODE_INSTANCE=everynode_a_n1_r_1",
+            "EVERYNODE_STATE_DIR=/d/n1/process",
+        ]);
+        assert_eq!(
+            marked_instance(&mine, "/d/n1/process").as_deref(),
+            Some("everynode_a_n1_r_1")
+        );
+        assert_eq!(marked_instance(&mine, "/d/n2/process"), None, "another node's");
+        let unmarked = env(&["PATH=/bin", "EVERYNODE_INSTANCE_X=1"]);
+        assert_eq!(marked_instance(&unmarked, "/d/n1/process"), None);
+        assert_eq!(marked_instance(b"", "/d/n1/process"), None);
     }
 
     #[test]

@@ -15,6 +15,8 @@ pub struct PeerHttp {
     scheme: &'static str,
     /// `None` only in tests that run Raft without a cluster secret.
     auth: Option<Arc<NodeAuth>>,
+    /// The trust for peers' certificates, for clients built later (streams).
+    roots: Option<Vec<reqwest::Certificate>>,
 }
 
 /// A peer's answer, its body read whole (and, when signed, checked).
@@ -78,7 +80,24 @@ impl PeerHttp {
             client: builder.build()?,
             scheme: if roots.is_some() { "https" } else { "http" },
             auth,
+            roots: roots.map(<[_]>::to_vec),
         })
+    }
+
+    /// A plain client with the same trust, for answers that stream (followed logs) and so
+    /// cannot have an overall timeout or a body signature.
+    pub fn stream_client(&self, timeout: Option<Duration>) -> Result<reqwest::Client, reqwest::Error> {
+        let mut builder = reqwest::Client::builder().connect_timeout(Duration::from_secs(2));
+        if let Some(t) = timeout {
+            builder = builder.timeout(t);
+        }
+        if let Some(roots) = &self.roots {
+            builder = builder.tls_built_in_root_certs(false);
+            for cert in roots {
+                builder = builder.add_root_certificate(cert.clone());
+            }
+        }
+        builder.build()
     }
 
     /// Plain http without signatures, for tests of the Raft transport alone.

@@ -193,6 +193,22 @@ impl Node {
         }
     }
 
+    /// Waits for the agent to exit by itself (as after `everynode leave`); `None` on timeout.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let child = self.child.as_mut()?;
+            if let Some(status) = child.try_wait().unwrap() {
+                self.child = None;
+                return Some(status);
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     pub fn server(&self) -> String {
         format!("http://{}", self.api)
     }

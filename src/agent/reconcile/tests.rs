@@ -103,6 +103,30 @@ fn reconcile_table() {
             phase: Some(Phase::ContainerCreating),
         },
         Case {
+            name: "a new revision after crashes: replaced at once, not counted as a restart",
+            desired: Some(v2.clone()),
+            actual: vec![inst("a", &v1, InstanceState::Running, 0, false)],
+            slot: Slot {
+                spec_hash: Some(v1.specs[0].spec_hash()),
+                ..slot(3, Some(100), None, Some("a"))
+            },
+            now: 5,
+            want: vec!["remove:a:Outdated", "create"],
+            phase: Some(Phase::ContainerCreating),
+        },
+        Case {
+            name: "the same spec after crashes still backs off",
+            desired: Some(v1.clone()),
+            actual: vec![inst("a", &v1, exited(), 0, false)],
+            slot: Slot {
+                spec_hash: Some(v1.specs[0].spec_hash()),
+                ..slot(3, Some(100), None, Some("a"))
+            },
+            now: 5,
+            want: vec![],
+            phase: Some(Phase::CrashLoopBackOff),
+        },
+        Case {
             name: "same revision, drifted spec is replaced",
             desired: Some(v1.clone()),
             actual: vec![inst("a", &v1, InstanceState::Running, 0, true)],
@@ -277,25 +301,6 @@ fn removal_uses_the_template_grace_period() {
         plan.actions[0],
         Action::Remove { grace, .. } if grace == Duration::from_secs(7)
     ));
-}
-
-#[test]
-fn a_new_spec_starts_with_a_fresh_back_off() {
-    let mut slot = Slot::default();
-    assert!(!slot.follow_spec("a"), "the first spec is not a change");
-    slot.failures = 4;
-    slot.restarts = 4;
-    slot.not_before = Some(at(100));
-    slot.last_id = Some("x".into());
-    assert!(!slot.follow_spec("a"));
-    assert_eq!(slot.failures, 4);
-    assert!(slot.follow_spec("b"));
-    assert_eq!((slot.failures, slot.restarts, slot.not_before), (0, 0, None));
-    assert_eq!(
-        slot.last_id.as_deref(),
-        Some("x"),
-        "still knows its last instance"
-    );
 }
 
 #[test]
