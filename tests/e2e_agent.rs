@@ -252,6 +252,7 @@ spec:
 
     let mut follow = support::everynode()
         .args(["--server", &cluster.nodes[0].server()])
+        .env("EVERYNODE_TOKEN", cluster.nodes[0].admin_token())
         .args(["logs", "ticker", "--node", "node-3", "--tail", "1", "--follow"])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())

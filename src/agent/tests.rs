@@ -87,6 +87,21 @@ impl Harness {
         self.store_tx.send_replace(Arc::new(self.store.clone()));
     }
 
+    /// What the leader's rollout planner would commit: `node` may run the current revision.
+    fn grant(&mut self, ds: &str, node: &str) {
+        let r = &self.store.daemonsets[ds];
+        let step = Command::RolloutStep {
+            name: ds.to_string(),
+            seq: r.rollout.seq,
+            revision: r.current_revision().hash.clone(),
+            grant: vec![node.to_string()],
+            failure: None,
+            complete: false,
+            at: 0,
+        };
+        self.commit(step);
+    }
+
     fn start_agent(&self) -> actix::Addr<NodeAgent> {
         let mut settings = AgentSettings::new("c1", "n1");
         settings.resync = Duration::from_millis(50);
@@ -341,6 +356,7 @@ fn updates_replace_at_once_and_are_not_counted_as_restarts() {
             let mut ds = daemonset("upd", "");
             ds.spec.template.spec.containers[0].image = image.into();
             h.commit(apply(ds));
+            h.grant("upd", "n1");
             let s = eventually(&format!("{image} running"), || {
                 let r = h.running("upd");
                 let runs = r.len() == 1 && h.fake.spec_of(&r[0].id).is_some_and(|s| s.image == image);

@@ -136,9 +136,9 @@ async fn wait_for_handoff(s: &ApiState, node: &str) -> Result<Seat, ApiError> {
     if !in_raft {
         return Ok(Seat::NoSeat);
     }
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(2))
-        .build()
+    let peer = &s.control.writer.peer;
+    let http = peer
+        .stream_client(Some(Duration::from_secs(2)))
         .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
     let deadline = Instant::now() + HANDOFF_WAIT;
     loop {
@@ -154,7 +154,10 @@ async fn wait_for_handoff(s: &ApiState, node: &str) -> Result<Seat, ApiError> {
             return Ok(Seat::LastVoter);
         }
         for addr in &peers {
-            let Ok(resp) = http.get(format!("http://{addr}/v1/cluster")).send().await else {
+            let request = http
+                .get(peer.url(addr, "/v1/cluster"))
+                .bearer_auth(&s.auth.readonly_token);
+            let Ok(resp) = request.send().await else {
                 continue;
             };
             let Ok(view) = resp.json::<ClusterView>().await else {

@@ -154,12 +154,11 @@ impl Client {
     /// GETs `path` and hands back the response to be read as it streams in; an error status
     /// is turned into the server's message.
     pub async fn open(&self, path: &str) -> anyhow::Result<reqwest::Response> {
-        let resp = self
-            .http
-            .get(self.url(path))
-            .send()
-            .await
-            .map_err(|e| self.unreachable(e))?;
+        let mut req = self.http.get(self.url(path));
+        if let Some(token) = &self.token.token {
+            req = req.bearer_auth(token);
+        }
+        let resp = req.send().await.map_err(|e| self.unreachable(e))?;
         if resp.status().is_success() {
             return Ok(resp);
         }
