@@ -22,7 +22,6 @@ use std::time::{Duration, Instant};
 
 use everynode::config::{AgentFlags, NodeConfig};
 use everynode::security::node_auth::NodeAuth;
-use everynode::security::secret::ClusterSecret;
 use serde_json::{json, Value};
 
 use common::{env_u64, percentile, verdict};
@@ -441,19 +440,7 @@ fn main() {
         .prefix("everynode-bench-control-")
         .tempdir()
         .expect("a temporary directory");
-    let secret_file = root.path().join("cluster-secret");
-    let secret_text: String = (0..4)
-        .map(|i| {
-            format!(
-                "{:016x}",
-                std::process::id() as u64 ^ (i * 0x9e37_79b9_7f4a_7c15u64)
-            )
-        })
-        .collect();
-    std::fs::write(&secret_file, &secret_text).expect("writing the cluster secret");
-    std::fs::set_permissions(&secret_file, std::os::unix::fs::PermissionsExt::from_mode(0o600))
-        .expect("making the secret private");
-    let keys = ClusterSecret::from_bytes(secret_text.as_bytes()).keys();
+    let (secret_file, keys) = common::cluster_secret(root.path());
     let mut agents: Vec<Agent> = (0..3)
         .map(|i| {
             let port = free_port();
@@ -495,17 +482,7 @@ fn main() {
         .expect("building the tokio runtime");
     // Every admin request carries the cluster's admin token, derived from the secret as the
     // agents derive it.
-    let mut headers = reqwest::header::HeaderMap::new();
-    headers.insert(
-        reqwest::header::AUTHORIZATION,
-        format!("Bearer {}", keys.admin_token).parse().unwrap(),
-    );
-    let http = reqwest::Client::builder()
-        .default_headers(headers)
-        .timeout(REQUEST_TIMEOUT)
-        .pool_max_idle_per_host(clients * 2)
-        .build()
-        .unwrap();
+    let http = common::admin_client(&keys.admin_token, REQUEST_TIMEOUT);
 
     for agent in &mut agents {
         agent.start(&seeds, gossip_ms);

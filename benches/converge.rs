@@ -3,7 +3,14 @@
 //! Run with `cargo bench --features fake-runtime --bench converge`. Environment knobs:
 //! `BENCH_PART` (`fake`, `process` or `both`, default `both`), `BENCH_NODES` (in-process nodes,
 //! default 100), `BENCH_PROCESS_NODES` (agent processes, default 10), `BENCH_APPLIES` (applies
-//! per part, default 10), `BENCH_GOSSIP_MS` (default: the product's).
+//! per part, default 10), `BENCH_ROLLOUTS` (timed rolling updates on the in-process nodes,
+//! default 3; 0 skips them), `BENCH_GOSSIP_MS` (default: the product's).
+//!
+//! The rollout part rolls a DaemonSet with `maxUnavailable: 10%` and `minReadySeconds: 1` over
+//! the in-process nodes and compares the time from commit to a complete rollout with the ideal
+//! `waves x (one-wave update + minReadySeconds)`, where the one-wave update is the p50 measured
+//! above; target: within 10% plus 1 s of it. It also samples every node's status during the
+//! rollout and reports the most nodes seen unavailable at once against the budget.
 //!
 //! Every apply changes the template (an env value), so every node replaces its instance with
 //! one of the new revision. The clock starts when `POST /v1/apply` is acknowledged (committed)
@@ -21,8 +28,10 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use everynode::agent::status::PodStatus;
 use everynode::api::control::PodView;
 use everynode::config::{AgentFlags, NodeConfig, RuntimeChoice};
+use everynode::rollout::invariant::BudgetChecker;
 use everynode::runtime::fake::FakeRuntime;
 use everynode::runtime::InstanceState;
 use serde_json::{json, Value};
@@ -82,6 +91,9 @@ fn daemonset(seq: usize) -> Value {
         "metadata": {"name": DS},
         "spec": {
             "selector": {"matchLabels": {"app": DS}},
+            // One wave: this measures how fast a change reaches every node, not the budget
+            // (the rollout part measures waves).
+            "updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": "100%"}},
             "template": {
                 "metadata": {"labels": {"app": DS}},
                 "spec": {
@@ -262,6 +274,7 @@ struct SimNode {
 }
 
 impl SimNode {
+    #[allow(clippy::too_many_arguments)]
     fn start(
         i: usize,
         root: &Path,
@@ -270,6 +283,7 @@ impl SimNode {
         seed: SocketAddr,
         gossip_ms: u64,
         fake: &FakeRuntime,
+        secret: &Path,
     ) -> SimNode {
         let flags = AgentFlags {
             node_id: Some(format!("node-{i}")),
@@ -280,6 +294,7 @@ impl SimNode {
             seeds: vec![seed.to_string()],
             runtime: Some(RuntimeChoice::Process),
             gossip_interval_ms: Some(gossip_ms),
+            cluster_secret_file: Some(secret.to_path_buf()),
             ..AgentFlags::default()
         };
         let config = NodeConfig::resolve(&flags).expect("valid node settings");
@@ -321,7 +336,13 @@ impl Drop for SimNode {
     }
 }
 
-fn fake_part(rt: &tokio::runtime::Runtime, http: &reqwest::Client, n: usize, count: usize, gossip_ms: u64) {
+fn fake_part(
+    rt: &tokio::runtime::Runtime,
+    http: &reqwest::Client,
+    (n, count, rollouts): (usize, usize, usize),
+    gossip_ms: u64,
+    secret: &Path,
+) {
     let root = tempfile::Builder::new()
         .prefix("everynode-bench-converge-")
         .tempdir()
@@ -332,7 +353,7 @@ fn fake_part(rt: &tokio::runtime::Runtime, http: &reqwest::Client, n: usize, cou
     let nodes: Vec<SimNode> = addrs
         .iter()
         .enumerate()
-        .map(|(i, (g, a))| SimNode::start(i, root.path(), *g, *a, addrs[0].0, gossip_ms, &fake))
+        .map(|(i, (g, a))| SimNode::start(i, root.path(), *g, *a, addrs[0].0, gossip_ms, &fake, secret))
         .collect();
     let api = addrs[0].1;
     let formed = rt.block_on(wait_formed(http, api, n));
@@ -350,6 +371,10 @@ fn fake_part(rt: &tokio::runtime::Runtime, http: &reqwest::Client, n: usize, cou
         &series,
         Some(TARGET_FAKE_P99),
     );
+    if rollouts > 0 {
+        let restart = percentile(&series.running, 50.0);
+        rt.block_on(rollout_part(http, api, n, rollouts, restart));
+    }
     drop(nodes);
 }
 
@@ -368,6 +393,7 @@ impl Agent {
         api: SocketAddr,
         seed: SocketAddr,
         gossip_ms: u64,
+        secret: &Path,
     ) -> Agent {
         let data_dir = root.join(format!("node-{i}"));
         let log = std::fs::File::create(root.join(format!("node-{i}.log"))).expect("agent log");
@@ -386,6 +412,8 @@ impl Agent {
             .args(["--api-addr", &api.to_string()])
             .args(["--seed", &seed.to_string()])
             .args(["--gossip-interval-ms", &gossip_ms.to_string()])
+            .arg("--cluster-secret-file")
+            .arg(secret)
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log);
@@ -429,6 +457,7 @@ fn process_part(
     n: usize,
     count: usize,
     gossip_ms: u64,
+    secret: &Path,
 ) {
     let root = tempfile::Builder::new()
         .prefix("everynode-bench-converge-")
@@ -441,7 +470,7 @@ fn process_part(
     let agents: Vec<Agent> = addrs
         .iter()
         .enumerate()
-        .map(|(i, (g, a))| Agent::start(i, root.path(), *g, *a, addrs[0].0, gossip_ms))
+        .map(|(i, (g, a))| Agent::start(i, root.path(), *g, *a, addrs[0].0, gossip_ms, secret))
         .collect();
     let api = addrs[0].1;
     let formed = rt.block_on(wait_formed(http, api, n));
@@ -489,6 +518,7 @@ fn main() {
     let nodes = env_u64("BENCH_NODES", 100).max(1) as usize;
     let process_nodes = env_u64("BENCH_PROCESS_NODES", 10).max(1) as usize;
     let count = env_u64("BENCH_APPLIES", 10).max(1) as usize;
+    let rollouts = env_u64("BENCH_ROLLOUTS", 3) as usize;
     let default_gossip = NodeConfig::resolve(&AgentFlags::default())
         .expect("default node settings")
         .gossip_interval;
@@ -502,14 +532,147 @@ fn main() {
         .enable_all()
         .build()
         .expect("a tokio runtime");
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .build()
-        .expect("an HTTP client");
+    let secret_dir = tempfile::tempdir().expect("a temporary directory");
+    let (secret, keys) = common::cluster_secret(secret_dir.path());
+    let http = common::admin_client(&keys.admin_token, Duration::from_secs(10));
     if part != "process" {
-        fake_part(&rt, &http, nodes, count, gossip_ms);
+        fake_part(&rt, &http, (nodes, count, rollouts), gossip_ms, &secret);
     }
     if part != "fake" {
-        process_part(&rt, &http, process_nodes, count, gossip_ms);
+        process_part(&rt, &http, process_nodes, count, gossip_ms, &secret);
     }
+}
+
+// ---- rolling updates on the in-process nodes ----
+
+const WAVE_DS: &str = "waves";
+const MIN_READY: u64 = 1;
+const MAX_UNAVAILABLE_PCT: u64 = 10;
+
+fn wave_daemonset(seq: usize) -> Value {
+    json!({
+        "apiVersion": "apps/v1",
+        "kind": "DaemonSet",
+        "metadata": {"name": WAVE_DS},
+        "spec": {
+            "selector": {"matchLabels": {"app": WAVE_DS}},
+            "minReadySeconds": MIN_READY,
+            "updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": format!("{MAX_UNAVAILABLE_PCT}%")}},
+            "template": {
+                "metadata": {"labels": {"app": WAVE_DS}},
+                "spec": {
+                    "terminationGracePeriodSeconds": 2,
+                    "containers": [{
+                        "name": "main",
+                        "image": "bench:1",
+                        "command": ["sleep", "3600"],
+                        "env": [{"name": "SEQ", "value": seq.to_string()}]
+                    }]
+                }
+            }
+        }
+    })
+}
+
+/// Applies revision `seq` and waits until the rollout is complete on revision `revision`,
+/// sampling the nodes' statuses meanwhile; returns (time from commit, budget checker).
+async fn one_rollout(
+    http: &reqwest::Client,
+    api: SocketAddr,
+    n: usize,
+    seq: usize,
+) -> (Duration, BudgetChecker) {
+    let budget = (n as u64 * MAX_UNAVAILABLE_PCT).div_ceil(100) as usize;
+    let mut checker = BudgetChecker::new(budget, 0, MIN_READY);
+    let resp = http
+        .post(format!("http://{api}/v1/apply"))
+        .json(&json!({"objects": [wave_daemonset(seq)]}))
+        .send()
+        .await
+        .expect("apply sent");
+    let committed = Instant::now();
+    assert!(
+        resp.status().is_success(),
+        "apply refused: {}",
+        resp.text().await.unwrap_or_default()
+    );
+    let results: Value = resp.json().await.expect("apply answer");
+    let revision = results[0]["revision"].as_u64().expect("a revision number");
+    loop {
+        let rollout = get_json(http, &format!("http://{api}/v1/daemonsets/{WAVE_DS}/rollout")).await;
+        if let Ok(pods) = http.get(format!("http://{api}/v1/pods")).send().await {
+            let pods: Vec<PodView> = pods.json().await.unwrap_or_default();
+            let statuses: Vec<(String, PodStatus)> = pods
+                .into_iter()
+                .filter(|p| p.daemonset == WAVE_DS)
+                .map(|p| {
+                    let status = PodStatus {
+                        revision: p.revision_hash,
+                        state: p.state,
+                        ready: p.ready,
+                        ready_since: p.ready_since,
+                        ..PodStatus::default()
+                    };
+                    (p.node, status)
+                })
+                .collect();
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_secs();
+            checker.sample(statuses.iter().map(|(n, s)| (n.as_str(), Some(s))), 0, now);
+        }
+        if let Some(r) = rollout {
+            if r["phase"] == "Complete" && r["revision"] == revision && r["updated_available"] == n {
+                return (committed.elapsed(), checker);
+            }
+            assert!(
+                committed.elapsed() < Duration::from_secs(300),
+                "rollout {seq} did not complete: {r}"
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn rollout_part(http: &reqwest::Client, api: SocketAddr, n: usize, count: usize, one_wave: Duration) {
+    let budget = (n as u64 * MAX_UNAVAILABLE_PCT).div_ceil(100);
+    let waves = (n as u64).div_ceil(budget);
+    let ideal = (one_wave + Duration::from_secs(MIN_READY)) * waves as u32;
+    let target = ideal.mul_f64(1.1) + Duration::from_secs(1);
+    println!(
+        "rolling updates on the {n} nodes: maxUnavailable {MAX_UNAVAILABLE_PCT}% ({budget} nodes), minReadySeconds {MIN_READY}: \
+         ideal {waves} waves x ({} one-wave update p50 + {MIN_READY} s) = {}; target <= {}",
+        secs(one_wave),
+        secs(ideal),
+        secs(target)
+    );
+    // The first apply creates the DaemonSet everywhere at once; it is not a rollout.
+    one_rollout(http, api, n, 0).await;
+    tokio::time::sleep(Duration::from_secs(MIN_READY + 1)).await;
+    let mut times = Vec::new();
+    for seq in 1..=count {
+        let (took, checker) = one_rollout(http, api, n, seq).await;
+        println!(
+            "  rollout {seq}: complete after {} ({:.2}x ideal); {} samples, at most {} unavailable at once (budget {budget}), {} over budget -> {}",
+            secs(took),
+            took.as_secs_f64() / ideal.as_secs_f64(),
+            checker.samples,
+            checker.worst_unavailable,
+            checker.violations.len(),
+            verdict(took <= target)
+        );
+        times.push(took);
+        tokio::time::sleep(Duration::from_secs(MIN_READY + 1)).await;
+    }
+    let p50 = percentile(&times, 50.0);
+    let worst = percentile(&times, 100.0);
+    println!(
+        "  rollout time p50 {} worst {} against ideal {} (target <= {}) -> {}",
+        secs(p50),
+        secs(worst),
+        secs(ideal),
+        secs(target),
+        verdict(worst <= target)
+    );
 }

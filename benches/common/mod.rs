@@ -1,5 +1,6 @@
-//! What the benchmark programs share: environment knobs, nearest-rank percentiles, verdicts.
+//! What the benchmark programs share: environment knobs, nearest-rank percentiles, verdicts, and the cluster secret with an admin client.
 
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// A whole-number knob from the environment, or its default.
@@ -27,4 +28,44 @@ pub fn verdict(pass: bool) -> &'static str {
     } else {
         "MISS"
     }
+}
+
+/// Writes a cluster secret file (mode 0600) under `root` for every node of a run, and returns
+/// it with the keys the nodes derive from it (the admin token among them).
+#[allow(dead_code)]
+pub fn cluster_secret(root: &Path) -> (PathBuf, everynode::security::secret::ClusterKeys) {
+    use std::os::unix::fs::PermissionsExt;
+    let file = root.join("cluster-secret");
+    let text: String = (0..4u64)
+        .map(|i| {
+            format!(
+                "{:016x}",
+                u64::from(std::process::id()) ^ i.wrapping_mul(0x9e37_79b9_7f4a_7c15)
+            )
+        })
+        .collect();
+    std::fs::write(&file, &text).expect("writing the cluster secret");
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600))
+        .expect("making the secret private");
+    (
+        file,
+        everynode::security::secret::ClusterSecret::from_bytes(text.as_bytes()).keys(),
+    )
+}
+
+/// An HTTP client whose every request carries `token`.
+#[allow(dead_code)]
+pub fn admin_client(token: &str, timeout: Duration) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        format!("Bearer {token}")
+            .parse()
+            .expect("a token is a valid header value"),
+    );
+    reqwest::Client::builder()
+        .default_headers(headers)
+        .timeout(timeout)
+        .build()
+        .expect("an HTTP client")
 }

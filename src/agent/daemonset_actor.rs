@@ -64,7 +64,7 @@ pub struct DaemonSetActor {
     /// Grace period for instances no spec names: the last template's, else the orphan default.
     grace: Duration,
     last_error: Option<String>,
-    /// Ready since (unix seconds), while ready without a break.
+    /// Ready since (unix milliseconds), while ready without a break.
     ready_since: Option<u64>,
     /// A pass is running.
     busy: bool,
@@ -201,6 +201,12 @@ struct PassOutput {
     retired: bool,
 }
 
+fn unix_ms(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
 fn unix(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
@@ -308,7 +314,7 @@ impl Pass {
                     }
                 }
                 if ready {
-                    self.ready_since.get_or_insert(unix(now));
+                    self.ready_since.get_or_insert(unix_ms(now));
                 } else {
                     self.ready_since = None;
                 }
@@ -389,7 +395,7 @@ impl Pass {
         all_ready
             && self
                 .ready_since
-                .is_some_and(|s| s.saturating_add(d.min_ready_secs) <= unix(now))
+                .is_some_and(|s| s.saturating_add(d.min_ready_secs * 1000) <= unix_ms(now))
     }
 
     fn status(&self, phase: Phase, revision: &str, ready: bool, started_at: Option<u64>) -> PodStatus {
@@ -397,7 +403,12 @@ impl Pass {
             revision: revision.to_string(),
             state: phase.to_string(),
             ready,
-            ready_since: if ready { self.ready_since } else { None },
+            ready_since: if ready {
+                self.ready_since.map(|ms| ms / 1000)
+            } else {
+                None
+            },
+            ready_since_ms: if ready { self.ready_since } else { None },
             started_at,
             restarts: self.slots.values().map(|s| s.restarts).sum(),
             last_error: self.last_error.clone(),

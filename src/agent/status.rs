@@ -20,6 +20,10 @@ pub struct PodStatus {
     /// Unix seconds since which it has been ready without a break.
     #[serde(rename = "rs", default, skip_serializing_if = "Option::is_none")]
     pub ready_since: Option<u64>,
+    /// The same in unix milliseconds: with whole seconds, `minReadySeconds: 1` would wait up
+    /// to two seconds, and every rollout wave with it.
+    #[serde(rename = "rsm", default, skip_serializing_if = "Option::is_none")]
+    pub ready_since_ms: Option<u64>,
     /// Unix seconds at which the running instance started, for AGE.
     #[serde(rename = "sa", default, skip_serializing_if = "Option::is_none")]
     pub started_at: Option<u64>,
@@ -44,7 +48,17 @@ impl PodStatus {
         self
     }
 
-    /// Ready long enough to count as available (`minReadySeconds`).
+    /// Ready for `minReadySeconds` at unix millisecond `now_ms`, to the millisecond when the
+    /// node published it.
+    pub fn available_ms(&self, min_ready_secs: u64, now_ms: u64) -> bool {
+        self.ready
+            && self
+                .ready_since_ms
+                .or(self.ready_since.map(|s| s.saturating_mul(1000)))
+                .is_some_and(|s| s.saturating_add(min_ready_secs.saturating_mul(1000)) <= now_ms)
+    }
+
+    /// Ready long enough to count as available (`minReadySeconds`), in whole seconds.
     pub fn available(&self, min_ready_secs: u64, now: u64) -> bool {
         self.ready
             && self
@@ -273,5 +287,28 @@ mod tests {
         assert!(json.len() < 400, "{json}");
         let back: PodStatus = serde_json::from_str(&json).unwrap();
         assert_eq!(back, s);
+    }
+
+    #[test]
+    fn availability_counts_milliseconds_when_the_node_sent_them() {
+        let s = PodStatus {
+            ready: true,
+            ready_since: Some(100),
+            ready_since_ms: Some(100_700),
+            ..PodStatus::default()
+        };
+        assert!(!s.available_ms(1, 101_699));
+        assert!(
+            s.available_ms(1, 101_700),
+            "1 s after 100.7 s, not at the next whole second"
+        );
+        let old = PodStatus {
+            ready_since_ms: None,
+            ..s
+        };
+        assert!(
+            old.available_ms(1, 101_000),
+            "whole seconds from nodes that send no milliseconds"
+        );
     }
 }

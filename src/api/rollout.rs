@@ -9,7 +9,7 @@ use super::control::ApiError;
 use super::ApiState;
 use crate::control::store::{Command, DaemonSetRecord, Response as StoreResponse, Store};
 use crate::membership::{Member, MemberState};
-use crate::rollout::driver::{decide, selects, unix_now};
+use crate::rollout::driver::{decide, selects, unix_now, unix_now_ms};
 use crate::rollout::Failure;
 use crate::spec::{RolloutPolicy, Strategy};
 
@@ -99,8 +99,8 @@ fn strategy_text(record: &DaemonSetRecord) -> String {
 
 /// Builds the rollout view from the store copy and the gossiped statuses.
 pub fn rollout_view(record: &DaemonSetRecord, members: &[Member], store: &Store) -> RolloutView {
-    let now = unix_now();
-    let d = decide(record, members, store, now);
+    let now_ms = unix_now_ms();
+    let d = decide(record, members, store, now_ms);
     let r = &record.rollout;
     let current = record.current_revision();
     let p = d.progress;
@@ -133,7 +133,7 @@ pub fn rollout_view(record: &DaemonSetRecord, members: &[Member], store: &Store)
                 granted: Some(record.granted_revision(&m.name).number),
                 running: st.and_then(|s| number(&s.revision)),
                 state: st.map(|s| s.state.clone()).unwrap_or_else(|| "-".into()),
-                available: st.is_some_and(|s| s.available(min_ready, now)),
+                available: st.is_some_and(|s| s.available_ms(min_ready, now_ms)),
             }
         })
         .collect();

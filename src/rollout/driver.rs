@@ -45,14 +45,18 @@ pub fn eligible<'a>(record: &'a DaemonSetRecord, members: &'a [Member], store: &
 }
 
 pub fn unix_now() -> u64 {
+    unix_now_ms() / 1000
+}
+
+pub fn unix_now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
+        .map(|d| d.as_millis() as u64)
         .unwrap_or(0)
 }
 
-/// One planning step for one DaemonSet.
-pub fn decide(record: &DaemonSetRecord, members: &[Member], store: &Store, now: u64) -> Decision {
+/// One planning step for one DaemonSet at unix millisecond `now_ms`.
+pub fn decide(record: &DaemonSetRecord, members: &[Member], store: &Store, now_ms: u64) -> Decision {
     let ds = &record.daemonset;
     let nodes = eligible(record, members, store);
     plan(
@@ -63,7 +67,8 @@ pub fn decide(record: &DaemonSetRecord, members: &[Member], store: &Store, now: 
             current: &record.current_revision().hash,
             state: &record.rollout,
             nodes: &nodes,
-            now,
+            now: now_ms / 1000,
+            now_ms,
         },
         &[],
     )
@@ -89,9 +94,10 @@ pub async fn run(raft: Raft, applied: watch::Receiver<Arc<Store>>, membership: M
             continue;
         }
         let members = membership.members().await;
-        let now = unix_now();
+        let now_ms = unix_now_ms();
+        let now = now_ms / 1000;
         for (name, record) in &store.daemonsets {
-            let decision = decide(record, &members, &store, now);
+            let decision = decide(record, &members, &store, now_ms);
             if decision.is_noop() {
                 continue;
             }

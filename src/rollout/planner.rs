@@ -31,8 +31,10 @@ pub struct PlanInput<'a> {
     pub state: &'a RolloutState,
     /// Eligible nodes only: dead, unreachable or unselected nodes are left out of the budget.
     pub nodes: &'a [NodeView<'a>],
-    /// Unix seconds on the leader's clock.
+    /// Unix seconds on the leader's clock (grant times, deadlines).
     pub now: u64,
+    /// The same in milliseconds, for availability (`minReadySeconds`).
+    pub now_ms: u64,
 }
 
 /// Where one eligible node stands in the rollout.
@@ -89,15 +91,15 @@ pub trait WaveFilter {
     fn admit<'a>(&self, input: &PlanInput<'_>, candidates: Vec<&'a str>) -> Vec<&'a str>;
 }
 
-fn available(status: Option<&PodStatus>, min_ready_secs: u64, now: u64) -> bool {
-    status.is_some_and(|s| s.state != "Terminating" && s.available(min_ready_secs, now))
+fn available(status: Option<&PodStatus>, min_ready_secs: u64, now_ms: u64) -> bool {
+    status.is_some_and(|s| s.state != "Terminating" && s.available_ms(min_ready_secs, now_ms))
 }
 
 /// Classifies one eligible node.
 pub fn classify(input: &PlanInput<'_>, node: &NodeView<'_>) -> NodeClass {
     let target = input.state.target(node.name, input.current);
     let reports = |rev: &str| node.status.is_some_and(|s| s.revision == rev && !s.surging);
-    let up = available(node.status, input.min_ready_secs, input.now);
+    let up = available(node.status, input.min_ready_secs, input.now_ms);
     match (target == input.current, reports(target) && up) {
         (true, true) => NodeClass::Updated,
         (true, false) => NodeClass::UpdatedPending,
@@ -116,7 +118,7 @@ pub fn plan(input: &PlanInput<'_>, filters: &[&dyn WaveFilter]) -> Decision {
     let progress = &mut decision.progress;
     progress.desired = input.nodes.len();
     for node in input.nodes {
-        if available(node.status, input.min_ready_secs, input.now) {
+        if available(node.status, input.min_ready_secs, input.now_ms) {
             progress.available += 1;
         }
         match classify(input, node) {

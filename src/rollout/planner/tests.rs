@@ -81,6 +81,7 @@ fn run(strategy: Strategy, st: &RolloutState, specs: &[&str]) -> Decision {
             state: st,
             nodes: &views,
             now: NOW,
+            now_ms: NOW * 1000,
         },
         &[],
     )
@@ -230,6 +231,7 @@ fn filters_narrow_the_candidates_before_the_budget() {
         state: &st,
         nodes: &views,
         now: NOW,
+        now_ms: NOW * 1000,
     };
     let d = plan(&input, &[&OnlyPrefix("n1")]);
     assert_eq!(d.grant, vec!["n1", "n10", "n11"]);
