@@ -49,15 +49,21 @@ const TARGET_FAKE_P99: Duration = Duration::from_millis(1_500);
 const DS: &str = "bench";
 
 /// A loopback port free for both UDP (gossip) and TCP (API), never handed out twice, so one
-/// port serves each node.
+/// port serves each node. Taken below the kernel's ephemeral range: each node's sealed gossip
+/// binds helper sockets on ephemeral ports, which must not land on a port chosen for a node
+/// that has not started yet.
 fn free_port() -> u16 {
-    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    static NEXT: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(0);
+    let _ = NEXT.compare_exchange(
+        0,
+        20_000 + (std::process::id() % 5_000) as u16,
+        std::sync::atomic::Ordering::SeqCst,
+        std::sync::atomic::Ordering::SeqCst,
+    );
     loop {
-        let tcp = TcpListener::bind("127.0.0.1:0").expect("binding a probe socket");
-        let port = tcp.local_addr().unwrap().port();
-        let mut given = GIVEN.lock().unwrap();
-        if UdpSocket::bind(("127.0.0.1", port)).is_ok() && !given.contains(&port) {
-            given.push(port);
+        let port = NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        assert!(port < 32_000, "no free port left below the ephemeral range");
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() && UdpSocket::bind(("127.0.0.1", port)).is_ok() {
             return port;
         }
     }
