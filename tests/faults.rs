@@ -872,42 +872,44 @@ fn s7_a_random_workload_under_random_faults_loses_no_acknowledged_write() {
         })
         .collect();
     let deadline = Instant::now() + Duration::from_secs(60);
-    let mut ops: Vec<Op> = Vec::new();
-    let faults: Vec<String> = std::thread::scope(|scope| {
-        let fleet = &mut fleet;
-        let injector = scope.spawn(move || {
-            let mut done = Vec::new();
+    // Faults are injected from this thread and the workload runs on another: an agent gets
+    // SIGKILL when the thread that started it ends (PR_SET_PDEATHSIG), so agents restarted
+    // mid-run must be started by the thread that lives as long as the test.
+    let (ops, faults) = std::thread::scope(|scope| {
+        let workload = scope.spawn(move || {
+            let mut ops: Vec<Op> = Vec::new();
+            let mut seq = 0;
             while Instant::now() < deadline {
-                done.push(random_fault(fleet, &mut fault_rng));
-                std::thread::sleep(Duration::from_millis(1000 + fault_rng.below(2000) as u64));
+                seq += 1;
+                let name = format!("w{}", rng.below(5));
+                let node = rng.below(HOSTS);
+                let (value, (outcome, detail)) = if rng.below(4) == 0 {
+                    (None, write_at(&targets[node], &["delete", "ds", &name]))
+                } else {
+                    let version = format!("o{seq}");
+                    let file = dir.join(format!("{name}-{version}.yaml"));
+                    std::fs::write(&file, manifest(&name, &version, 0, None)).unwrap();
+                    (
+                        Some(version),
+                        write_at(&targets[node], &["apply", "-f", file.to_str().unwrap()]),
+                    )
+                };
+                ops.push(Op {
+                    name,
+                    value,
+                    outcome,
+                    node,
+                    detail,
+                });
             }
-            done
+            ops
         });
-        let mut seq = 0;
+        let mut faults = Vec::new();
         while Instant::now() < deadline {
-            seq += 1;
-            let name = format!("w{}", rng.below(5));
-            let node = rng.below(HOSTS);
-            let (value, (outcome, detail)) = if rng.below(4) == 0 {
-                (None, write_at(&targets[node], &["delete", "ds", &name]))
-            } else {
-                let version = format!("o{seq}");
-                let file = dir.join(format!("{name}-{version}.yaml"));
-                std::fs::write(&file, manifest(&name, &version, 0, None)).unwrap();
-                (
-                    Some(version),
-                    write_at(&targets[node], &["apply", "-f", file.to_str().unwrap()]),
-                )
-            };
-            ops.push(Op {
-                name,
-                value,
-                outcome,
-                node,
-                detail,
-            });
+            faults.push(random_fault(&mut fleet, &mut fault_rng));
+            std::thread::sleep(Duration::from_millis(1000 + fault_rng.below(2000) as u64));
         }
-        injector.join().unwrap()
+        (workload.join().unwrap(), faults)
     });
 
     // Heal everything: the injector healed its last fault; every agent runs again.
@@ -970,6 +972,19 @@ fn s7_a_random_workload_under_random_faults_loses_no_acknowledged_write() {
         }
     }
     let count = |o: Outcome| ops.iter().filter(|op| op.outcome == o).count();
+    let mut reasons: BTreeMap<String, usize> = BTreeMap::new();
+    for op in ops.iter().filter(|op| op.outcome != Outcome::Ok) {
+        let reason: String = op
+            .detail
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .chars()
+            .take(100)
+            .collect();
+        *reasons.entry(reason).or_default() += 1;
+    }
+    eprintln!("scenario 7: writes not acknowledged, by reason: {reasons:#?}");
     assert!(
         lost.is_empty(),
         "acknowledged writes lost or refused writes visible:\n{}",
