@@ -720,6 +720,32 @@ fn s6_two_hundred_daemonsets_reach_every_node_at_mtu_1500() {
     );
 }
 
+/// Whether a refusal says "N of M voters reachable ..., a majority (K) is needed" with N >= K,
+/// as writes refused during an election once did.
+fn claims_a_missing_majority_it_has(message: &str) -> bool {
+    let number_before = |text: &str, marker: &str| -> Option<usize> {
+        let head = &text[..text.find(marker)?];
+        head.rsplit(|c: char| !c.is_ascii_digit()).next()?.parse().ok()
+    };
+    let Some(rest) = message.split("no leader can commit writes: ").nth(1) else {
+        return false;
+    };
+    match (number_before(rest, " of "), number_before(rest, ") is needed")) {
+        (Some(reachable), Some(majority)) => reachable >= majority,
+        _ => false,
+    }
+}
+
+#[test]
+fn a_refusal_naming_a_reachable_majority_is_recognised_as_contradictory() {
+    assert!(claims_a_missing_majority_it_has(
+        "error: no leader can commit writes: 5 of 5 voters reachable from node node-0, a majority (3) is needed; nothing was changed"
+    ));
+    assert!(!claims_a_missing_majority_it_has(
+        "error: no leader can commit writes: 2 of 5 voters reachable from node node-0, a majority (3) is needed; nothing was changed"
+    ));
+}
+
 /// A small deterministic generator, so a failing history can be replayed with `FAULT_SEED`.
 struct Rng(u64);
 
@@ -1011,6 +1037,14 @@ fn s7_a_random_workload_under_random_faults_loses_no_acknowledged_write() {
         *reasons.entry(reason).or_default() += 1;
     }
     eprintln!("scenario 7: writes not acknowledged, by reason: {reasons:#?}");
+    let contradictory: Vec<&String> = reasons
+        .keys()
+        .filter(|r| claims_a_missing_majority_it_has(r))
+        .collect();
+    assert!(
+        contradictory.is_empty(),
+        "refusals that contradict themselves: {contradictory:?}"
+    );
     assert!(
         lost.is_empty(),
         "acknowledged writes lost or refused writes visible:\n{}",
@@ -1034,6 +1068,69 @@ fn s7_a_random_workload_under_random_faults_loses_no_acknowledged_write() {
         ),
         count(Outcome::Ok),
         lost.len(),
+        converge,
+    );
+}
+
+#[test]
+fn s8_a_write_refused_while_a_majority_is_frozen_never_takes_effect() {
+    let _serial = serial();
+    let Some(fleet) = fleet("8 (majority frozen under a write)") else {
+        return;
+    };
+    let dir = fleet.dir.clone();
+    let (mut refused, mut unknown) = (0, 0);
+    let mut converge = Duration::ZERO;
+    for round in 0..3 {
+        let leader = fleet.leader();
+        let frozen: Vec<usize> = (1..=3).map(|k| (leader + k) % HOSTS).collect();
+        for &i in &frozen {
+            fleet.node(i).signal(libc::SIGSTOP);
+        }
+        let name = format!("frozen{round}");
+        let (outcome, detail) = apply(fleet.node(leader), &write_manifest(&dir, &name, "v1", 0));
+        for &i in &frozen {
+            fleet.node(i).signal(libc::SIGCONT);
+        }
+        let t0 = Instant::now();
+        fleet.wait_formed(Duration::from_secs(60));
+        let end = wait_until(
+            "every node to hold the same store",
+            Duration::from_secs(60),
+            || {
+                let first = stored(fleet.node(0))?;
+                for node in &fleet.cluster.nodes[1..] {
+                    if stored(node)? != first {
+                        return Err(format!("{} differs from node-0", node.name));
+                    }
+                }
+                Ok(first)
+            },
+        );
+        converge = converge.max(t0.elapsed());
+        eprintln!(
+            "round {round}: {outcome:?} {}; stored afterwards: {}",
+            detail.trim(),
+            end.contains_key(&name)
+        );
+        match outcome {
+            Outcome::Ok => assert!(end.contains_key(&name), "acknowledged and lost: {name}"),
+            Outcome::Failed => {
+                refused += 1;
+                assert!(
+                    !end.contains_key(&name),
+                    "the write of {name} was refused with `{}`, yet it took effect once the majority resumed",
+                    detail.trim()
+                );
+            }
+            Outcome::Unknown => unknown += 1,
+        }
+    }
+    fleet.summary(
+        "scenario 8 (majority frozen under a write)",
+        &format!("3 rounds of SIGSTOP on 3 of 5 agents around a write to the leader; {refused} refused, {unknown} unknown"),
+        3 - refused - unknown,
+        0,
         converge,
     );
 }
