@@ -880,7 +880,7 @@ fn random_fault(fleet: &mut Fleet, rng: &mut Rng) -> String {
 /// A refused write's value is never allowed: each write stores a value of its own.
 fn allowed_values(ops: &[&Op]) -> Vec<Option<String>> {
     let last_ok = ops.iter().rposition(|o| o.outcome == Outcome::Ok);
-    let mut allowed = vec![last_ok.map_or(None, |i| ops[i].value.clone())];
+    let mut allowed = vec![last_ok.and_then(|i| ops[i].value.clone())];
     let after = last_ok.map_or(0, |i| i + 1);
     allowed.extend(
         ops[after..]
