@@ -32,7 +32,11 @@ impl From<WriteError> for ApiError {
     fn from(e: WriteError) -> Self {
         let code = match e {
             WriteError::NotLeader => StatusCode::CONFLICT,
-            WriteError::NoQuorum { .. } | WriteError::NotFormed => StatusCode::SERVICE_UNAVAILABLE,
+            WriteError::NoQuorum { .. } | WriteError::NoLeader { .. } | WriteError::NotFormed => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            // Not 503: a forwarding node must pass this on, not retry and then claim nothing changed.
+            WriteError::Unconfirmed { .. } => StatusCode::GATEWAY_TIMEOUT,
             WriteError::Raft(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
         ApiError(code, e.to_string())

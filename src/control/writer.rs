@@ -37,6 +37,28 @@ pub enum WriteError {
         majority: usize,
     },
     /// The cluster has not been formed yet.
+    /// Enough voters are reachable, yet no leader committed within [`WRITE_WAIT`] (an election
+    /// was under way, or the leader did not answer); this node proposed nothing.
+    #[error(
+        "no leader committed the write within {}s although {reachable} of {voters} voters are reachable from node {node} (a leader election may be under way); nothing was changed, retry in a few seconds",
+        WRITE_WAIT.as_secs()
+    )]
+    NoLeader {
+        node: String,
+        reachable: usize,
+        voters: usize,
+    },
+    /// This node led and proposed the write, but no majority confirmed it in time: the entry
+    /// may still commit, so saying "nothing was changed" would be a lie.
+    #[error(
+        "the write was not confirmed within {}s ({reachable} of {voters} voters reachable from node {node}); it may still take effect: check with `everynode get` before retrying",
+        WRITE_WAIT.as_secs()
+    )]
+    Unconfirmed {
+        node: String,
+        reachable: usize,
+        voters: usize,
+    },
     #[error("the cluster has no leader yet (it is still forming: see the agent logs of the first seed); nothing was changed")]
     NotFormed,
     /// A forwarded write reached a node that is no longer the leader; the sender retries.
@@ -73,13 +95,20 @@ impl Writer {
         loop {
             let metrics = self.raft.metrics().borrow().clone();
             if metrics.state == ServerState::Leader {
+                // A leader that can see no majority refuses before proposing, so that its
+                // "nothing was changed" stays true.
+                if let refusal @ (WriteError::NoQuorum { .. } | WriteError::NotFormed) =
+                    self.no_quorum().await
+                {
+                    return Err(refusal);
+                }
                 let remaining = deadline.saturating_duration_since(Instant::now());
                 match tokio::time::timeout(remaining, self.raft.client_write(command.clone())).await {
                     Ok(Ok(resp)) => return Ok(resp.data),
                     Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_)))) => {}
                     Ok(Err(e)) => return Err(WriteError::Raft(e.to_string())),
-                    // A leader cut off from its majority cannot commit.
-                    Err(_) => return Err(self.no_quorum().await),
+                    // Proposed but not committed in time: it may still commit.
+                    Err(_) => return Err(self.no_quorum().await.proposed()),
                 }
             } else if forwarded {
                 return Err(WriteError::NotLeader);
@@ -185,11 +214,82 @@ impl Writer {
                     .any(|m| &m.name == *name && m.state == MemberState::Alive)
             })
             .count();
-        WriteError::NoQuorum {
-            node: self.membership.node_id().to_string(),
+        refusal(
+            self.membership.node_id().to_string(),
             reachable,
-            voters: voter_names.len(),
-            majority: voter_names.len() / 2 + 1,
+            voter_names.len(),
+        )
+    }
+}
+
+/// Why no write was committed, as far as this node can tell from which voters gossip reaches.
+fn refusal(node: String, reachable: usize, voters: usize) -> WriteError {
+    let majority = voters / 2 + 1;
+    if reachable >= majority {
+        WriteError::NoLeader {
+            node,
+            reachable,
+            voters,
+        }
+    } else {
+        WriteError::NoQuorum {
+            node,
+            reachable,
+            voters,
+            majority,
+        }
+    }
+}
+
+impl WriteError {
+    /// The same refusal for a write this node already proposed as leader.
+    fn proposed(self) -> WriteError {
+        match self {
+            WriteError::NoQuorum {
+                node,
+                reachable,
+                voters,
+                ..
+            }
+            | WriteError::NoLeader {
+                node,
+                reachable,
+                voters,
+            } => WriteError::Unconfirmed {
+                node,
+                reachable,
+                voters,
+            },
+            other => other,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refusal_with_a_reachable_majority_does_not_claim_the_majority_is_missing() {
+        let text = refusal("n0".into(), 5, 5).to_string();
+        assert!(!text.contains("a majority (3) is needed"), "{text}");
+        assert!(
+            text.contains("5 of 5 voters are reachable") && text.contains("election"),
+            "{text}"
+        );
+        let text = refusal("n2".into(), 2, 5).to_string();
+        assert!(
+            text.contains("no leader can commit writes: 2 of 5 voters reachable from node n2, a majority (3) is needed; nothing was changed"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_proposed_write_that_timed_out_is_not_reported_as_unchanged() {
+        for (reachable, voters) in [(1, 3), (2, 5), (5, 5)] {
+            let text = refusal("n1".into(), reachable, voters).proposed().to_string();
+            assert!(!text.contains("nothing was changed"), "{text}");
+            assert!(text.contains("may still take effect"), "{text}");
         }
     }
 }

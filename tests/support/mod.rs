@@ -99,6 +99,8 @@ pub struct Node {
     pub envs: Vec<(String, String)>,
     /// `--cluster-secret-file` given at every start; `None` lets the node generate its own.
     pub secret: Option<PathBuf>,
+    /// The network namespace to start the agent in (a host of the fault tests); `None` is ours.
+    pub netns: Option<PathBuf>,
     child: Option<Child>,
 }
 
@@ -113,6 +115,7 @@ impl Node {
             extra_args,
             envs: Vec::new(),
             secret: Some(cluster_secret(root)),
+            netns: None,
             child: None,
         }
     }
@@ -148,11 +151,22 @@ impl Node {
         if let Some(secret) = &self.secret {
             cmd.arg("--cluster-secret-file").arg(secret);
         }
-        // SAFETY: prctl is async-signal-safe; it makes the kernel kill the agent if the test
-        // process dies without running destructors.
+        // Opened before the fork: the child may only make async-signal-safe calls.
+        let netns = self
+            .netns
+            .as_ref()
+            .map(|p| fs::File::open(p).unwrap_or_else(|e| panic!("{}: {e}", p.display())));
+        let netns_fd = netns.as_ref().map(std::os::fd::AsRawFd::as_raw_fd);
+        // SAFETY: prctl and setns are async-signal-safe; prctl makes the kernel kill the agent
+        // if the test process dies without running destructors.
         unsafe {
-            cmd.pre_exec(|| {
+            cmd.pre_exec(move || {
                 libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                if let Some(fd) = netns_fd {
+                    if libc::setns(fd, libc::CLONE_NEWNET) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                }
                 Ok(())
             });
         }
@@ -165,6 +179,14 @@ impl Node {
 
     pub fn is_running(&self) -> bool {
         self.child.is_some()
+    }
+
+    /// Sends `signal` to the agent (not its instances), e.g. SIGSTOP to freeze it.
+    pub fn signal(&self, signal: i32) {
+        if let Some(child) = &self.child {
+            // SAFETY: signalling our own child by pid.
+            unsafe { libc::kill(child.id() as i32, signal) };
+        }
     }
 
     /// SIGKILL: the node vanishes without saying goodbye.

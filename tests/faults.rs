@@ -1,0 +1,1161 @@
+//! Faults across real network boundaries: five agents in network namespaces (MTU 1500) through partitions, packet loss, lost and frozen nodes, leader kills and restarts, checking that nothing acknowledged is lost.
+//!
+//! The scenarios share fixed namespace names and addresses, so they run one at a time (a lock),
+//! each on a fresh network and cluster. Each prints one `SUMMARY` line. Packet delay is not
+//! emulated: the kernel here has no netem, and nftables can only drop.
+
+#[path = "support/netns.rs"]
+mod netns;
+#[path = "support/rollout.rs"]
+mod rollout_support;
+mod support;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::{Output, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use everynode::rollout::invariant::BudgetChecker;
+use netns::Net;
+use rollout_support::{leader_index, rollout, wait_revision, Sampler};
+use serde_json::Value;
+use support::{everynode, wait_until, Cluster, Node};
+
+const HOSTS: usize = 5;
+const GOSSIP_PORT: u16 = 9494;
+const API_PORT: u16 = 9495;
+
+/// The scenarios reuse one set of namespace names and addresses.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+/// The network and the agents on it. The agents go first (field order): they must be killed
+/// before their namespaces disappear under them.
+struct Fleet {
+    cluster: Cluster,
+    net: Net,
+    dir: PathBuf,
+    started: Instant,
+}
+
+/// Starts five agents, one per namespace, all seeded with the first two hosts and all voters
+/// (so a 2 | 3 split leaves the two with 2 of 5 voters), and waits until they form one cluster.
+fn fleet(scenario: &str) -> Option<Fleet> {
+    if !netns::require_capabilities(scenario) {
+        return None;
+    }
+    let started = Instant::now();
+    let net = Net::create(HOSTS);
+    let root = tempfile::Builder::new().prefix("evn-faults-").tempdir().unwrap();
+    let seeds = format!("{}:{GOSSIP_PORT},{}:{GOSSIP_PORT}", Net::addr(0), Net::addr(1));
+    let mut nodes = Vec::new();
+    for i in 0..HOSTS {
+        let args = ["--gossip-interval-ms", "100", "--seed", &seeds, "--voters", "5"];
+        let mut node = Node::new(
+            root.path(),
+            &format!("node-{i}"),
+            args.iter().map(|s| s.to_string()).collect(),
+        );
+        node.gossip = (Net::addr(i), GOSSIP_PORT).into();
+        node.api = (Net::addr(i), API_PORT).into();
+        node.netns = Some(Net::ns_path(i));
+        nodes.push(node);
+    }
+    for node in &mut nodes {
+        node.start();
+    }
+    let dir = root.path().to_path_buf();
+    let fleet = Fleet {
+        cluster: Cluster { nodes, root },
+        net,
+        dir,
+        started,
+    };
+    fleet.wait_formed(Duration::from_secs(60));
+    Some(fleet)
+}
+
+impl Fleet {
+    fn node(&self, i: usize) -> &Node {
+        &self.cluster.nodes[i]
+    }
+
+    /// Every running node sees the same leader and five voters.
+    fn wait_formed(&self, timeout: Duration) -> String {
+        wait_until("one cluster with 5 voters", timeout, || {
+            let mut leaders = BTreeSet::new();
+            for node in self.cluster.nodes.iter().filter(|n| n.is_running()) {
+                let view = json(node, &["cluster", "-o", "json"])?;
+                let voters = view["voters"].as_array().map_or(0, Vec::len);
+                let leader = view["leader"].as_str().unwrap_or_default().to_string();
+                if voters != HOSTS || leader.is_empty() {
+                    return Err(format!("{}: {view}", node.name));
+                }
+                leaders.insert(leader);
+            }
+            match leaders.len() {
+                1 => Ok(leaders.into_iter().next().unwrap()),
+                _ => Err(format!("leaders {leaders:?}")),
+            }
+        })
+    }
+
+    fn leader(&self) -> usize {
+        leader_index(&self.cluster)
+    }
+
+    fn summary(&self, scenario: &str, faults: &str, acknowledged: usize, lost: usize, converge: Duration) {
+        // Straight to the process's stdout: the test harness captures `println!` of passing
+        // tests, and these lines are the suite's report in CI.
+        use std::io::Write;
+        let line = format!(
+            "SUMMARY {scenario}: faults: {faults}; operations acknowledged: {acknowledged}; operations lost: {lost}; converged {:.1}s after healing; scenario took {:.0}s\n",
+            converge.as_secs_f64(),
+            self.started.elapsed().as_secs_f64()
+        );
+        let _ = std::io::stdout().lock().write_all(line.as_bytes());
+    }
+}
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// An admin command that gives up after `limit` (a frozen node never answers).
+fn cli_within(node: &Node, args: &[&str], limit: Duration) -> Option<Output> {
+    let child = everynode()
+        .arg("--server")
+        .arg(node.server())
+        .env("EVERYNODE_DATA_DIR", &node.data_dir)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id() as i32;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(limit) {
+        Ok(out) => Some(out.unwrap()),
+        Err(_) => {
+            // SAFETY: killing the CLI process this function started.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+            let _ = rx.recv();
+            None
+        }
+    }
+}
+
+fn json(node: &Node, args: &[&str]) -> Result<Value, String> {
+    let out = cli_within(node, args, Duration::from_secs(15)).ok_or("no answer within 15s")?;
+    if !out.status.success() {
+        return Err(format!(
+            "{}: {}",
+            node.name,
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    serde_json::from_slice(&out.stdout).map_err(|e| format!("{}: bad JSON: {e}", node.name))
+}
+
+/// A DaemonSet running `sleep`, its template marked with `version` (so every write is told
+/// apart), selecting the nodes `selector` names (none: every node).
+fn manifest(name: &str, version: &str, min_ready: u64, selector: Option<&str>) -> String {
+    let selector = selector.map_or(String::new(), |s| {
+        format!("      nodeSelector: {{kubernetes.io/hostname: {s}}}\n")
+    });
+    format!(
+        "apiVersion: apps/v1
+kind: DaemonSet
+metadata:
+  name: {name}
+  annotations:
+    kubernetes.io/change-cause: deploy {version}
+spec:
+  selector:
+    matchLabels: {{app: {name}}}
+  minReadySeconds: {min_ready}
+  revisionHistoryLimit: 100
+  updateStrategy:
+    type: RollingUpdate
+    rollingUpdate: {{maxUnavailable: 1}}
+  template:
+    metadata:
+      labels: {{app: {name}}}
+    spec:
+      terminationGracePeriodSeconds: 1
+{selector}      containers:
+      - name: main
+        image: busybox:1
+        command: [sleep, '3600']
+        env:
+        - {{name: VERSION, value: {version}}}
+"
+    )
+}
+
+fn write_manifest(dir: &Path, name: &str, version: &str, min_ready: u64) -> PathBuf {
+    let path = dir.join(format!("{name}-{version}.yaml"));
+    std::fs::write(&path, manifest(name, version, min_ready, None)).unwrap();
+    path
+}
+
+/// What a write's caller learnt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    /// Acknowledged: it must be visible unless superseded.
+    Ok,
+    /// The clear refusal ("nothing was changed"): it must never become visible.
+    Failed,
+    /// No answer or another error: either may be true.
+    Unknown,
+}
+
+fn write(node: &Node, args: &[&str]) -> (Outcome, String) {
+    match cli_within(node, args, Duration::from_secs(20)) {
+        None => (Outcome::Unknown, "no answer within 20s".into()),
+        Some(out) => {
+            let err = String::from_utf8_lossy(&out.stderr).into_owned();
+            if out.status.success() {
+                (Outcome::Ok, String::from_utf8_lossy(&out.stdout).into_owned())
+            } else if err.contains("nothing was changed") {
+                (Outcome::Failed, err)
+            } else {
+                (Outcome::Unknown, err)
+            }
+        }
+    }
+}
+
+fn apply(node: &Node, file: &Path) -> (Outcome, String) {
+    write(node, &["apply", "-f", file.to_str().unwrap()])
+}
+
+/// Applies until acknowledged (a leader may be in the middle of an election).
+fn apply_ok(node: &Node, file: &Path) {
+    wait_until("an acknowledged apply", Duration::from_secs(60), || {
+        match apply(node, file) {
+            (Outcome::Ok, _) => Ok(()),
+            (_, err) => Err(err),
+        }
+    });
+}
+
+/// The stored DaemonSets as this node knows them: name -> the version its template carries.
+fn stored(node: &Node) -> Result<BTreeMap<String, String>, String> {
+    let list = json(node, &["get", "ds", "-o", "json"])?;
+    Ok(list["items"]
+        .as_array()
+        .ok_or("no items")?
+        .iter()
+        .map(|d| {
+            (
+                d["metadata"]["name"].as_str().unwrap_or_default().to_string(),
+                d["spec"]["template"]["spec"]["containers"][0]["env"][0]["value"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+            )
+        })
+        .collect())
+}
+
+/// Instances that run under a node, from the process runtime's records: DaemonSet -> ids.
+fn running(node: &Node) -> BTreeMap<String, BTreeSet<String>> {
+    let dir = node.data_dir.join("process").join("instances");
+    let mut out: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.ends_with(".exit.json") || !name.ends_with(".json") {
+            continue;
+        }
+        let Some(v) = std::fs::read(entry.path())
+            .ok()
+            .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+        else {
+            continue;
+        };
+        let pid = v["pid"].as_i64().unwrap_or(0) as i32;
+        // SAFETY: signal 0 only asks whether the process exists.
+        let alive = pid > 1 && unsafe { libc::kill(pid, 0) } == 0;
+        if alive {
+            out.entry(
+                v["labels"]["io.everynode.daemonset"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+            )
+            .or_default()
+            .insert(v["id"].as_str().unwrap_or_default().to_string());
+        }
+    }
+    out
+}
+
+/// Waits until every node stores exactly `want` and runs one instance of each; returns how long it took.
+fn wait_converged(fleet: &Fleet, want: &BTreeMap<String, String>, timeout: Duration) -> Duration {
+    let t0 = Instant::now();
+    for node in fleet.cluster.nodes.iter() {
+        wait_until(&format!("{} to converge", node.name), timeout, || {
+            let have = stored(node)?;
+            if &have != want {
+                return Err(format!("stores {have:?}, want {want:?}"));
+            }
+            let runs = running(node);
+            let counts: BTreeMap<&String, usize> = runs.iter().map(|(k, v)| (k, v.len())).collect();
+            if counts.len() == want.len() && counts.iter().all(|(k, n)| want.contains_key(*k) && *n == 1) {
+                Ok(())
+            } else {
+                Err(format!("runs {counts:?}"))
+            }
+        });
+    }
+    t0.elapsed()
+}
+
+#[test]
+fn s1_a_2_3_partition_keeps_the_majority_writing_and_the_minority_running() {
+    let _serial = serial();
+    let Some(mut fleet) = fleet("1 (partition 2 | 3)") else {
+        return;
+    };
+    let dir = fleet.dir.clone();
+    apply_ok(fleet.node(2), &write_manifest(&dir, "keep", "v1", 0));
+    let mut want = BTreeMap::from([("keep".to_string(), "v1".to_string())]);
+    wait_converged(&fleet, &want, Duration::from_secs(60));
+    let before: Vec<_> = fleet.cluster.nodes.iter().map(running).collect();
+
+    // The leader goes to the minority side, so the majority must elect a new one.
+    let leader = fleet.leader();
+    let minority = [leader, (leader + 1) % HOSTS];
+    let majority: Vec<usize> = (0..HOSTS).filter(|i| !minority.contains(i)).collect();
+    fleet.net.partition(&[&minority, &majority]);
+    let mut acknowledged = 0;
+
+    let t0 = Instant::now();
+    apply_ok(fleet.node(majority[0]), &write_manifest(&dir, "maj", "v1", 0));
+    acknowledged += 1;
+    eprintln!(
+        "majority took its first write {:.1}s after the split",
+        t0.elapsed().as_secs_f64()
+    );
+    apply_ok(fleet.node(majority[1]), &write_manifest(&dir, "maj2", "v1", 0));
+    acknowledged += 1;
+    want.insert("maj".into(), "v1".into());
+    want.insert("maj2".into(), "v1".into());
+    for &i in &majority {
+        wait_until("the majority to converge", Duration::from_secs(30), || {
+            let have = stored(fleet.node(i))?;
+            let runs = running(fleet.node(i));
+            if have == want && runs.len() == 3 {
+                Ok(())
+            } else {
+                Err(format!("{have:?} {runs:?}"))
+            }
+        });
+    }
+
+    let refused = write_manifest(&dir, "minor", "v1", 0);
+    for &i in &minority {
+        let (outcome, err) = apply(fleet.node(i), &refused);
+        assert_eq!(outcome, Outcome::Failed, "{}: {err}", fleet.node(i).name);
+        assert!(
+            err.contains("no leader can commit writes: 2 of 5 voters reachable")
+                && err.contains("nothing was changed"),
+            "{}: {err}",
+            fleet.node(i).name
+        );
+        assert_eq!(
+            stored(fleet.node(i)).unwrap(),
+            BTreeMap::from([("keep".to_string(), "v1".to_string())]),
+            "reads still work on the minority"
+        );
+        assert_eq!(
+            running(fleet.node(i)),
+            before[i],
+            "{}: keeps its instance",
+            fleet.node(i).name
+        );
+    }
+
+    fleet.net.heal();
+    let converge = wait_converged(&fleet, &want, Duration::from_secs(60));
+    for (i, node) in fleet.cluster.nodes.iter().enumerate() {
+        assert_eq!(
+            running(node)["keep"],
+            before[i]["keep"],
+            "{}: keep was not restarted",
+            node.name
+        );
+    }
+    fleet.summary(
+        "scenario 1 (partition 2 | 3)",
+        "1 partition (leader in the minority of 2), 2 refused writes on the minority",
+        acknowledged,
+        0,
+        converge,
+    );
+}
+
+#[test]
+fn s2_a_leader_killed_mid_rollout_finishes_within_budget() {
+    let _serial = serial();
+    let Some(mut fleet) = fleet("2 (leader killed mid-rollout)") else {
+        return;
+    };
+    let dir = fleet.dir.clone();
+    apply_ok(fleet.node(0), &write_manifest(&dir, "roll", "v1", 2));
+    wait_revision(fleet.node(0), "roll", 1, HOSTS);
+    let leader = fleet.leader();
+    let server = Arc::new(Mutex::new(fleet.node(leader).server()));
+    let sampler = Sampler::start(
+        server.clone(),
+        fleet.node(0).admin_token(),
+        "roll",
+        BudgetChecker::new(1, 0, 2),
+    );
+    apply_ok(fleet.node(0), &write_manifest(&dir, "roll", "v2", 2));
+    wait_until("wave 2", Duration::from_secs(60), || {
+        let r = rollout(fleet.node(leader), "roll");
+        if r["wave"].as_u64() >= Some(2) {
+            Ok(())
+        } else {
+            Err(format!("{r}"))
+        }
+    });
+    fleet.cluster.nodes[leader].kill();
+    let next = fleet.leader();
+    *server.lock().unwrap() = fleet.node(next).server();
+    let status = cli_within(
+        fleet.node(next),
+        &["rollout", "status", "ds", "roll", "--timeout", "120s"],
+        Duration::from_secs(130),
+    )
+    .expect("rollout status answers");
+    let checker = sampler.finish();
+    assert!(
+        status.status.success(),
+        "rollout status: {}{}",
+        String::from_utf8_lossy(&status.stdout),
+        String::from_utf8_lossy(&status.stderr)
+    );
+    checker.assert_held();
+    let t0 = Instant::now();
+    fleet.cluster.nodes[leader].start();
+    let want = BTreeMap::from([("roll".to_string(), "v2".to_string())]);
+    wait_converged(&fleet, &want, Duration::from_secs(60));
+    wait_revision(fleet.node(next), "roll", 2, HOSTS);
+    fleet.summary(
+        "scenario 2 (leader killed mid-rollout)",
+        &format!(
+            "leader {} SIGKILLed at wave 2, restarted after the rollout; budget held over {} samples (at most {} unavailable of 1)",
+            fleet.node(leader).name,
+            checker.samples,
+            checker.worst_unavailable
+        ),
+        2,
+        0,
+        t0.elapsed(),
+    );
+}
+
+#[test]
+fn s3_a_node_lost_mid_rollout_catches_up_when_it_returns() {
+    let _serial = serial();
+    let Some(mut fleet) = fleet("3 (node lost mid-rollout)") else {
+        return;
+    };
+    let dir = fleet.dir.clone();
+    apply_ok(fleet.node(0), &write_manifest(&dir, "lost", "v1", 1));
+    wait_revision(fleet.node(0), "lost", 1, HOSTS);
+    let leader = fleet.leader();
+    apply_ok(fleet.node(leader), &write_manifest(&dir, "lost", "v2", 1));
+    // Lose a node the rollout has not reached yet, so that it has to catch up afterwards.
+    let victim = wait_until("a node still on revision 1", Duration::from_secs(30), || {
+        let pods = rollout_support::pods(fleet.node(leader), "lost")?;
+        let r = rollout(fleet.node(leader), "lost");
+        pods.iter()
+            .filter(|p| p["revision"] == 1 && r["wave"].as_u64() >= Some(1))
+            .filter_map(|p| {
+                fleet
+                    .cluster
+                    .nodes
+                    .iter()
+                    .position(|n| p["node"] == n.name.as_str())
+            })
+            .find(|i| *i != leader)
+            .ok_or_else(|| format!("{r} {pods:?}"))
+    });
+    let others: Vec<usize> = (0..HOSTS).filter(|i| *i != victim).collect();
+    fleet.net.partition(&[&others, &[victim]]);
+    let status = cli_within(
+        fleet.node(leader),
+        &["rollout", "status", "ds", "lost", "--timeout", "120s"],
+        Duration::from_secs(130),
+    )
+    .expect("rollout status answers");
+    assert!(
+        status.status.success(),
+        "the rollout completes without the lost node: {}{}",
+        String::from_utf8_lossy(&status.stdout),
+        String::from_utf8_lossy(&status.stderr)
+    );
+    wait_revision(fleet.node(leader), "lost", 2, HOSTS - 1);
+    // A write the lost node also misses.
+    apply_ok(fleet.node(leader), &write_manifest(&dir, "missed", "v1", 0));
+    let on_victim = rollout_support::pods(fleet.node(victim), "lost").unwrap();
+    let mine = on_victim
+        .iter()
+        .find(|p| p["node"] == fleet.node(victim).name.as_str());
+    assert_eq!(
+        mine.map(|p| p["revision"].clone()),
+        Some(1.into()),
+        "the lost node still runs revision 1: {on_victim:?}"
+    );
+    assert!(!stored(fleet.node(victim)).unwrap().contains_key("missed"));
+    fleet.net.heal();
+    let want = BTreeMap::from([
+        ("lost".to_string(), "v2".to_string()),
+        ("missed".to_string(), "v1".to_string()),
+    ]);
+    let healed = Instant::now();
+    wait_converged(&fleet, &want, Duration::from_secs(60));
+    // Caught up: the returning node runs revision 2, ready (minReadySeconds counted).
+    wait_revision(fleet.node(leader), "lost", 2, HOSTS);
+    let converge = healed.elapsed();
+    fleet.summary(
+        "scenario 3 (node lost mid-rollout)",
+        &format!(
+            "{} (still on revision 1) cut off from all others after wave 1, healed after the rollout completed without it and one more write",
+            fleet.node(victim).name
+        ),
+        3,
+        0,
+        converge,
+    );
+}
+
+#[test]
+fn s4_every_node_restarted_at_once_adopts_every_instance() {
+    let _serial = serial();
+    let Some(mut fleet) = fleet("4 (all restarted at once)") else {
+        return;
+    };
+    let dir = fleet.dir.clone();
+    apply_ok(fleet.node(0), &write_manifest(&dir, "a", "v1", 0));
+    apply_ok(fleet.node(3), &write_manifest(&dir, "b", "v1", 0));
+    let want = BTreeMap::from([
+        ("a".to_string(), "v1".to_string()),
+        ("b".to_string(), "v1".to_string()),
+    ]);
+    wait_converged(&fleet, &want, Duration::from_secs(60));
+    let before: Vec<_> = fleet.cluster.nodes.iter().map(|n| n.instances()).collect();
+
+    for node in &mut fleet.cluster.nodes {
+        node.kill();
+    }
+    let t0 = Instant::now();
+    for node in &mut fleet.cluster.nodes {
+        node.start();
+    }
+    fleet.wait_formed(Duration::from_secs(60));
+    wait_converged(&fleet, &want, Duration::from_secs(60));
+    let converge = t0.elapsed();
+    // Give every agent time to act on what it found before judging.
+    std::thread::sleep(Duration::from_secs(3));
+    for (i, node) in fleet.cluster.nodes.iter().enumerate() {
+        assert_eq!(
+            node.instances(),
+            before[i],
+            "{}: same instance ids and pids",
+            node.name
+        );
+        assert_eq!(
+            running(node).values().map(BTreeSet::len).sum::<usize>(),
+            2,
+            "{}: both still run",
+            node.name
+        );
+    }
+    fleet.summary(
+        "scenario 4 (all restarted at once)",
+        "5 agents SIGKILLed together and restarted; 10 instances adopted, 0 restarted",
+        2,
+        0,
+        converge,
+    );
+}
+
+#[test]
+fn s5_twenty_percent_loss_declares_nobody_dead_and_writes_commit() {
+    let _serial = serial();
+    let Some(mut fleet) = fleet("5 (20% packet loss)") else {
+        return;
+    };
+    let dir = fleet.dir.clone();
+    fleet.net.set_loss(20);
+    let t0 = Instant::now();
+    let (mut acknowledged, mut retried, mut polls) = (0, 0, 0);
+    let mut want = BTreeMap::new();
+    let mut dead_seen = Vec::new();
+    let mut k = 0;
+    while t0.elapsed() < Duration::from_secs(60) {
+        let version = format!("v{k}");
+        let name = format!("loss{}", k % 4);
+        let file = write_manifest(&dir, &name, &version, 0);
+        let node = fleet.node(k % HOSTS);
+        loop {
+            match apply(node, &file) {
+                (Outcome::Ok, _) => break,
+                (_, err) => {
+                    retried += 1;
+                    assert!(
+                        t0.elapsed() < Duration::from_secs(120),
+                        "writes stopped committing under loss: {err}"
+                    );
+                }
+            }
+        }
+        acknowledged += 1;
+        want.insert(name, version);
+        k += 1;
+        for node in &fleet.cluster.nodes {
+            let Ok(members) = json(node, &["members", "-o", "json"]) else {
+                continue;
+            };
+            polls += 1;
+            for m in members.as_array().into_iter().flatten() {
+                if m["state"] != "alive" {
+                    dead_seen.push(format!(
+                        "{} saw {} {} after {:.0}s",
+                        node.name,
+                        m["name"],
+                        m["state"],
+                        t0.elapsed().as_secs_f64()
+                    ));
+                }
+            }
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    assert!(
+        dead_seen.is_empty(),
+        "nodes wrongly declared dead under 20% loss: {dead_seen:?}"
+    );
+    fleet.net.heal();
+    let converge = wait_converged(&fleet, &want, Duration::from_secs(60));
+    fleet.summary(
+        "scenario 5 (20% packet loss, 60s)",
+        &format!("20% of packets between hosts dropped for 60s; {polls} member listings, none showed a node not alive; {retried} writes retried"),
+        acknowledged,
+        0,
+        converge,
+    );
+}
+
+#[test]
+fn s6_two_hundred_daemonsets_reach_every_node_at_mtu_1500() {
+    let _serial = serial();
+    let Some(fleet) = fleet("6 (200 DaemonSets)") else {
+        return;
+    };
+    let dir = fleet.dir.clone();
+    // Every node learns all 200; one node runs them all, so its 200 status keys must cross
+    // the 1500-byte links to everyone (200 x 5 sleeps would only load this 2-core machine).
+    let docs: Vec<String> = (0..200)
+        .map(|k| manifest(&format!("many-{k:03}"), "v1", 0, Some("node-4")))
+        .collect();
+    let file = dir.join("many.yaml");
+    std::fs::write(&file, docs.join("---\n")).unwrap();
+    let t0 = Instant::now();
+    apply_ok(fleet.node(1), &file);
+    for node in &fleet.cluster.nodes {
+        wait_until(
+            &format!("{} to know 200 DaemonSets", node.name),
+            Duration::from_secs(60),
+            || {
+                let n = stored(node)?.len();
+                if n == 200 {
+                    Ok(())
+                } else {
+                    Err(format!("{n}"))
+                }
+            },
+        );
+    }
+    let known = t0.elapsed();
+    wait_until("node-4 to run 200 instances", Duration::from_secs(120), || {
+        let n = running(fleet.node(4)).len();
+        if n == 200 {
+            Ok(())
+        } else {
+            Err(format!("{n}"))
+        }
+    });
+    for node in &fleet.cluster.nodes {
+        wait_until(
+            &format!("{} to see 200 Running statuses of node-4", node.name),
+            Duration::from_secs(60),
+            || {
+                let pods = json(node, &["get", "pods", "-o", "json"])?;
+                let n = pods
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter(|p| p["node"] == "node-4" && p["state"] == "Running")
+                    .count();
+                if n == 200 {
+                    Ok(())
+                } else {
+                    Err(format!("{n}"))
+                }
+            },
+        );
+    }
+    fleet.summary(
+        "scenario 6 (200 DaemonSets at MTU 1500)",
+        &format!("none; every node knew all 200 after {:.1}s, every node saw node-4's 200 Running statuses after {:.1}s", known.as_secs_f64(), t0.elapsed().as_secs_f64()),
+        1,
+        0,
+        Duration::ZERO,
+    );
+}
+
+/// Whether a refusal says "N of M voters reachable ..., a majority (K) is needed" with N >= K,
+/// as writes refused during an election once did.
+fn claims_a_missing_majority_it_has(message: &str) -> bool {
+    let number_before = |text: &str, marker: &str| -> Option<usize> {
+        let head = &text[..text.find(marker)?];
+        head.rsplit(|c: char| !c.is_ascii_digit()).next()?.parse().ok()
+    };
+    let Some(rest) = message.split("no leader can commit writes: ").nth(1) else {
+        return false;
+    };
+    match (number_before(rest, " of "), number_before(rest, ") is needed")) {
+        (Some(reachable), Some(majority)) => reachable >= majority,
+        _ => false,
+    }
+}
+
+#[test]
+fn a_refusal_naming_a_reachable_majority_is_recognised_as_contradictory() {
+    assert!(claims_a_missing_majority_it_has(
+        "error: no leader can commit writes: 5 of 5 voters reachable from node node-0, a majority (3) is needed; nothing was changed"
+    ));
+    assert!(!claims_a_missing_majority_it_has(
+        "error: no leader can commit writes: 2 of 5 voters reachable from node node-0, a majority (3) is needed; nothing was changed"
+    ));
+}
+
+/// A small deterministic generator, so a failing history can be replayed with `FAULT_SEED`.
+struct Rng(u64);
+
+impl Rng {
+    fn from_env() -> Rng {
+        let seed = std::env::var("FAULT_SEED")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| {
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap()
+                    .as_nanos() as u64
+            });
+        eprintln!("scenario 7 seed: FAULT_SEED={seed}");
+        Rng(seed | 1)
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        (self.0 % n as u64) as usize
+    }
+}
+
+/// One write of the random workload and what its caller learnt.
+#[derive(Debug)]
+struct Op {
+    name: String,
+    /// The version the write stores, `None` for a delete.
+    value: Option<String>,
+    outcome: Outcome,
+    node: usize,
+    detail: String,
+}
+
+/// Where the workload sends its writes; plain data, since the fault thread owns the nodes.
+struct Target {
+    server: String,
+    token: String,
+}
+
+fn write_at(target: &Target, args: &[&str]) -> (Outcome, String) {
+    let mut cmd = everynode();
+    cmd.arg("--server")
+        .arg(&target.server)
+        .env("EVERYNODE_TOKEN", &target.token)
+        .args(args);
+    let child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id() as i32;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    let Ok(out) = rx.recv_timeout(Duration::from_secs(20)) else {
+        // SAFETY: killing the CLI process started above.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+        let _ = rx.recv();
+        return (Outcome::Unknown, "no answer within 20s".into());
+    };
+    let out = out.unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    if out.status.success() {
+        (Outcome::Ok, String::from_utf8_lossy(&out.stdout).into_owned())
+    } else if err.contains("nothing was changed") {
+        (Outcome::Failed, err)
+    } else {
+        (Outcome::Unknown, err)
+    }
+}
+
+/// Injects one random fault, holds it for a few seconds, and heals it. Returns what it did.
+fn random_fault(fleet: &mut Fleet, rng: &mut Rng) -> String {
+    let hold = Duration::from_millis(3000 + rng.below(4000) as u64);
+    let mut hosts: Vec<usize> = (0..HOSTS).collect();
+    for i in (1..HOSTS).rev() {
+        hosts.swap(i, rng.below(i + 1));
+    }
+    let what = match rng.below(6) {
+        0 => {
+            fleet.net.partition(&[&hosts[..2], &hosts[2..]]);
+            std::thread::sleep(hold);
+            format!("partition {:?} | {:?}", &hosts[..2], &hosts[2..])
+        }
+        1 => {
+            fleet.net.partition(&[&hosts[..1], &hosts[1..]]);
+            std::thread::sleep(hold);
+            format!("isolate {}", hosts[0])
+        }
+        2 => {
+            fleet.net.set_loss(20);
+            std::thread::sleep(hold);
+            "20% loss".to_string()
+        }
+        3 => {
+            fleet.cluster.nodes[hosts[0]].signal(libc::SIGSTOP);
+            std::thread::sleep(hold);
+            fleet.cluster.nodes[hosts[0]].signal(libc::SIGCONT);
+            format!("freeze {}", hosts[0])
+        }
+        4 => {
+            // A majority stops answering without being declared dead at once: whatever the
+            // two others propose cannot commit until it resumes.
+            for &i in &hosts[..3] {
+                fleet.cluster.nodes[i].signal(libc::SIGSTOP);
+            }
+            std::thread::sleep(hold);
+            for &i in &hosts[..3] {
+                fleet.cluster.nodes[i].signal(libc::SIGCONT);
+            }
+            format!("freeze {:?}", &hosts[..3])
+        }
+        _ => {
+            fleet.cluster.nodes[hosts[0]].kill();
+            std::thread::sleep(hold);
+            fleet.cluster.nodes[hosts[0]].start();
+            format!("kill and restart {}", hosts[0])
+        }
+    };
+    fleet.net.heal();
+    format!("{what} for {:.1}s", hold.as_secs_f64())
+}
+
+/// The values a DaemonSet may hold at the end, given its history of writes: that of the last
+/// acknowledged one (absent before any), or of any later write whose outcome is unknown.
+/// A refused write's value is never allowed: each write stores a value of its own.
+fn allowed_values(ops: &[&Op]) -> Vec<Option<String>> {
+    let last_ok = ops.iter().rposition(|o| o.outcome == Outcome::Ok);
+    let mut allowed = vec![last_ok.and_then(|i| ops[i].value.clone())];
+    let after = last_ok.map_or(0, |i| i + 1);
+    allowed.extend(
+        ops[after..]
+            .iter()
+            .filter(|o| o.outcome == Outcome::Unknown)
+            .map(|o| o.value.clone()),
+    );
+    allowed
+}
+
+#[test]
+fn s7_a_random_workload_under_random_faults_loses_no_acknowledged_write() {
+    let _serial = serial();
+    let Some(mut fleet) = fleet("7 (random workload under random faults)") else {
+        return;
+    };
+    let dir = fleet.dir.clone();
+    let mut rng = Rng::from_env();
+    let mut fault_rng = Rng(rng.0.rotate_left(17) | 1);
+    let token = fleet.node(0).admin_token();
+    let targets: Vec<Target> = fleet
+        .cluster
+        .nodes
+        .iter()
+        .map(|n| Target {
+            server: n.server(),
+            token: token.clone(),
+        })
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    // Faults are injected from this thread and the workload runs on another: an agent gets
+    // SIGKILL when the thread that started it ends (PR_SET_PDEATHSIG), so agents restarted
+    // mid-run must be started by the thread that lives as long as the test.
+    let (ops, faults) = std::thread::scope(|scope| {
+        let workload = scope.spawn(move || {
+            let mut ops: Vec<Op> = Vec::new();
+            let mut seq = 0;
+            while Instant::now() < deadline {
+                seq += 1;
+                let name = format!("w{}", rng.below(5));
+                let node = rng.below(HOSTS);
+                let (value, (outcome, detail)) = if rng.below(4) == 0 {
+                    (None, write_at(&targets[node], &["delete", "ds", &name]))
+                } else {
+                    let version = format!("o{seq}");
+                    let file = dir.join(format!("{name}-{version}.yaml"));
+                    std::fs::write(&file, manifest(&name, &version, 0, None)).unwrap();
+                    (
+                        Some(version),
+                        write_at(&targets[node], &["apply", "-f", file.to_str().unwrap()]),
+                    )
+                };
+                ops.push(Op {
+                    name,
+                    value,
+                    outcome,
+                    node,
+                    detail,
+                });
+            }
+            ops
+        });
+        let mut faults = Vec::new();
+        while Instant::now() < deadline {
+            faults.push(random_fault(&mut fleet, &mut fault_rng));
+            std::thread::sleep(Duration::from_millis(1000 + fault_rng.below(2000) as u64));
+        }
+        (workload.join().unwrap(), faults)
+    });
+
+    // Heal everything: the injector healed its last fault; every agent runs again.
+    fleet.net.heal();
+    let healed = Instant::now();
+    fleet.wait_formed(Duration::from_secs(60));
+    let end = wait_until(
+        "every node to hold the same store",
+        Duration::from_secs(60),
+        || {
+            let first = stored(fleet.node(0))?;
+            for node in &fleet.cluster.nodes[1..] {
+                let other = stored(node)?;
+                if other != first {
+                    return Err(format!("node-0 {first:?} vs {} {other:?}", node.name));
+                }
+            }
+            Ok(first)
+        },
+    );
+    let converge = wait_converged(&fleet, &end, Duration::from_secs(60)).max(healed.elapsed());
+
+    let mut lost = Vec::new();
+    for name in (0..5).map(|k| format!("w{k}")) {
+        let history: Vec<&Op> = ops.iter().filter(|o| o.name == name).collect();
+        let allowed = allowed_values(&history);
+        let actual = end.get(&name).cloned();
+        if !allowed.contains(&actual) {
+            let history: Vec<String> = history
+                .iter()
+                .map(|o| {
+                    format!(
+                        "  {:?} on node-{}: {:?} {}",
+                        o.value,
+                        o.node,
+                        o.outcome,
+                        o.detail.trim()
+                    )
+                })
+                .collect();
+            lost.push(format!(
+                "{name}: holds {actual:?}, allowed {allowed:?}, history:\n{}",
+                history.join("\n")
+            ));
+        }
+        if end.contains_key(&name) {
+            let revisions = json(fleet.node(0), &["rollout", "history", "ds", &name, "-o", "json"]).unwrap();
+            let causes: Vec<&str> = revisions
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|r| r["change_cause"].as_str())
+                .collect();
+            // Every revision is a write that took effect: never one its caller was told failed.
+            for cause in &causes {
+                let version = cause.trim_start_matches("deploy ");
+                if let Some(op) = ops.iter().find(|o| o.value.as_deref() == Some(version)) {
+                    if op.outcome == Outcome::Failed {
+                        lost.push(format!(
+                            "{name}: revision {version} exists, but its write to node-{} was refused: {}",
+                            op.node,
+                            op.detail.trim()
+                        ));
+                    }
+                }
+            }
+            let distinct: BTreeSet<&&str> = causes.iter().collect();
+            assert_eq!(
+                distinct.len(),
+                causes.len(),
+                "{name}: a write became two revisions: {causes:?}"
+            );
+        }
+    }
+    let count = |o: Outcome| ops.iter().filter(|op| op.outcome == o).count();
+    let mut reasons: BTreeMap<String, usize> = BTreeMap::new();
+    for op in ops.iter().filter(|op| op.outcome != Outcome::Ok) {
+        let reason: String = op
+            .detail
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .chars()
+            .take(100)
+            .collect();
+        *reasons.entry(reason).or_default() += 1;
+    }
+    eprintln!("scenario 7: writes not acknowledged, by reason: {reasons:#?}");
+    let contradictory: Vec<&String> = reasons
+        .keys()
+        .filter(|r| claims_a_missing_majority_it_has(r))
+        .collect();
+    assert!(
+        contradictory.is_empty(),
+        "refusals that contradict themselves: {contradictory:?}"
+    );
+    assert!(
+        lost.is_empty(),
+        "acknowledged writes lost or refused writes visible:\n{}",
+        lost.join("\n")
+    );
+    assert!(
+        count(Outcome::Ok) >= 5,
+        "too few writes were acknowledged to mean anything: {} of {}",
+        count(Outcome::Ok),
+        ops.len()
+    );
+    fleet.summary(
+        "scenario 7 (random workload under random faults, 60s)",
+        &format!(
+            "{} faults ({}); {} writes: {} refused with nothing changed, {} unknown",
+            faults.len(),
+            faults.join(", "),
+            ops.len(),
+            count(Outcome::Failed),
+            count(Outcome::Unknown)
+        ),
+        count(Outcome::Ok),
+        lost.len(),
+        converge,
+    );
+}
+
+#[test]
+fn s8_a_write_refused_while_a_majority_is_frozen_never_takes_effect() {
+    let _serial = serial();
+    let Some(fleet) = fleet("8 (majority frozen under a write)") else {
+        return;
+    };
+    let dir = fleet.dir.clone();
+    let (mut acknowledged, mut refused, mut unknown) = (0, 0, 0);
+    let mut converge = Duration::ZERO;
+    for round in 0..3 {
+        let leader = fleet.leader();
+        let frozen: Vec<usize> = (1..=3).map(|k| (leader + k) % HOSTS).collect();
+        for &i in &frozen {
+            fleet.node(i).signal(libc::SIGSTOP);
+        }
+        // Right away the leader still believes in its followers and proposes; once gossip has
+        // declared them dead it must refuse before proposing.
+        let mut writes = Vec::new();
+        let now = format!("frozen{round}-now");
+        writes.push((
+            now.clone(),
+            apply(fleet.node(leader), &write_manifest(&dir, &now, "v1", 0)),
+        ));
+        std::thread::sleep(Duration::from_secs(3));
+        let later = format!("frozen{round}-later");
+        let (outcome, detail) = apply(fleet.node(leader), &write_manifest(&dir, &later, "v1", 0));
+        assert!(
+            outcome == Outcome::Failed && detail.contains("2 of 5 voters reachable"),
+            "a leader that sees 2 of 5 voters refuses: {outcome:?} {detail}"
+        );
+        writes.push((later, (outcome, detail)));
+        for &i in &frozen {
+            fleet.node(i).signal(libc::SIGCONT);
+        }
+        let t0 = Instant::now();
+        fleet.wait_formed(Duration::from_secs(60));
+        let end = wait_until(
+            "every node to hold the same store",
+            Duration::from_secs(60),
+            || {
+                let first = stored(fleet.node(0))?;
+                for node in &fleet.cluster.nodes[1..] {
+                    if stored(node)? != first {
+                        return Err(format!("{} differs from node-0", node.name));
+                    }
+                }
+                Ok(first)
+            },
+        );
+        converge = converge.max(t0.elapsed());
+        for (name, (outcome, detail)) in writes {
+            eprintln!(
+                "{name}: {outcome:?} {}; stored afterwards: {}",
+                detail.trim(),
+                end.contains_key(&name)
+            );
+            match outcome {
+                Outcome::Ok => {
+                    acknowledged += 1;
+                    assert!(end.contains_key(&name), "acknowledged and lost: {name}")
+                }
+                Outcome::Failed => {
+                    refused += 1;
+                    assert!(
+                        !end.contains_key(&name),
+                        "the write of {name} was refused with `{}`, yet it took effect once the majority resumed",
+                        detail.trim()
+                    );
+                }
+                Outcome::Unknown => unknown += 1,
+            }
+        }
+    }
+    fleet.summary(
+        "scenario 8 (majority frozen under a write)",
+        &format!(
+            "3 rounds of SIGSTOP on 3 of 5 agents around two writes to the leader (at once, after 3s); {refused} refused, {unknown} unknown"
+        ),
+        acknowledged,
+        0,
+        converge,
+    );
+}

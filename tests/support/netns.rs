@@ -1,0 +1,267 @@
+//! Hosts in Linux network namespaces on one bridge (MTU 1500), with nftables faults between them, removed again even when a test fails.
+#![allow(dead_code)]
+
+use std::collections::BTreeSet;
+use std::io::Write;
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+/// Every namespace, link and table this harness makes starts with this, so a leftover of a
+/// crashed run is recognised and removed by the next one.
+pub const PREFIX: &str = "evn-";
+/// The hub namespace holds the bridge. Bridging inside the host namespace would put the
+/// traffic through the host's own firewall (a Docker host drops forwarded frames when
+/// `bridge-nf-call-iptables` is on); a namespace of our own has no such rules.
+const HUB: &str = "evn-hub";
+const BRIDGE: &str = "evn-br";
+/// The host side of the link to the bridge: admin commands run on the host reach every node
+/// through it, and faults never apply to it, so the test can always ask any node.
+const HOST_LINK: &str = "evn-host";
+pub const HOST_ADDR: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 254);
+const TABLE: &str = "evn-fault";
+
+/// What is missing for the network scenarios, if anything.
+pub fn missing_capabilities() -> Option<String> {
+    let mut missing = Vec::new();
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        missing.push("root (network namespaces and nftables need CAP_NET_ADMIN)".to_string());
+    }
+    for (tool, package) in [("ip", "iproute2"), ("nft", "nftables")] {
+        let found = Command::new(tool)
+            .arg("-V")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok();
+        if !found {
+            missing.push(format!("the `{tool}` command (Debian package {package})"));
+        }
+    }
+    (!missing.is_empty()).then(|| missing.join(", "))
+}
+
+/// Under `CI=true` a scenario that cannot run fails, naming what is missing; elsewhere it is
+/// skipped, loudly. Returns whether the scenario may run.
+pub fn require_capabilities(scenario: &str) -> bool {
+    let Some(missing) = missing_capabilities() else {
+        return true;
+    };
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("fault scenario {scenario} cannot run: missing {missing}");
+    }
+    eprintln!("\n!!!!!!!! SKIPPED fault scenario {scenario}: missing {missing} !!!!!!!!\n");
+    false
+}
+
+fn run(args: &[&str]) -> Result<(), String> {
+    let out = Command::new(args[0])
+        .args(&args[1..])
+        .output()
+        .map_err(|e| format!("{args:?}: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+}
+
+fn must(args: &[&str]) {
+    run(args).unwrap_or_else(|e| panic!("setting up the network: {e}"));
+}
+
+fn ns_names() -> Vec<String> {
+    let out = Command::new("ip").args(["netns", "list"]).output();
+    let text = out
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    text.lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|n| n.starts_with(PREFIX))
+        .map(str::to_string)
+        .collect()
+}
+
+/// Kills every process inside namespace `ns` (agents and the instances they started, which
+/// inherit it) and deletes it; its veth ends go with it.
+fn remove_ns(ns: &str) {
+    let out = Command::new("ip").args(["netns", "pids", ns]).output();
+    let pids = out
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    for pid in pids.lines().filter_map(|p| p.trim().parse::<i32>().ok()) {
+        // SAFETY: signalling processes that live in a namespace only this harness creates.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+    }
+    let _ = run(&["ip", "netns", "del", ns]);
+}
+
+/// Removes whatever an earlier run left behind (it may have been killed before its destructors ran).
+pub fn remove_leftovers() {
+    for ns in ns_names() {
+        remove_ns(&ns);
+    }
+    let _ = run(&["ip", "link", "del", HOST_LINK]);
+}
+
+/// `hosts` namespaces `evn-h0..`, host i at 10.77.0.(i+1) on one bridge.
+pub struct Net {
+    pub hosts: usize,
+    /// The faults each host applies to what it receives: the hosts it cannot hear, and the
+    /// share of packets from other hosts it drops.
+    cut: Vec<BTreeSet<usize>>,
+    loss: Vec<u8>,
+}
+
+impl Net {
+    pub fn create(hosts: usize) -> Net {
+        remove_leftovers();
+        let net = Net {
+            hosts,
+            cut: vec![BTreeSet::new(); hosts],
+            loss: vec![0; hosts],
+        };
+        must(&["ip", "netns", "add", HUB]);
+        must(&["ip", "-n", HUB, "link", "set", "lo", "up"]);
+        must(&["ip", "-n", HUB, "link", "add", BRIDGE, "type", "bridge"]);
+        must(&["ip", "-n", HUB, "link", "set", BRIDGE, "up"]);
+        must(&[
+            "ip",
+            "link",
+            "add",
+            HOST_LINK,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "evn-hostp",
+            "netns",
+            HUB,
+        ]);
+        must(&[
+            "ip",
+            "-n",
+            HUB,
+            "link",
+            "set",
+            "evn-hostp",
+            "master",
+            BRIDGE,
+            "up",
+        ]);
+        must(&["ip", "addr", "add", &format!("{HOST_ADDR}/24"), "dev", HOST_LINK]);
+        must(&["ip", "link", "set", HOST_LINK, "mtu", "1500", "up"]);
+        for i in 0..hosts {
+            let ns = Net::ns(i);
+            let port = format!("evn-p{i}");
+            must(&["ip", "netns", "add", &ns]);
+            // Sealed gossip runs chitchat's codec through loopback sockets: lo must be up.
+            must(&["ip", "-n", &ns, "link", "set", "lo", "up"]);
+            must(&[
+                "ip", "-n", HUB, "link", "add", &port, "type", "veth", "peer", "name", "eth0", "netns", &ns,
+            ]);
+            must(&["ip", "-n", HUB, "link", "set", &port, "master", BRIDGE, "up"]);
+            must(&[
+                "ip",
+                "-n",
+                &ns,
+                "addr",
+                "add",
+                &format!("{}/24", Net::addr(i)),
+                "dev",
+                "eth0",
+            ]);
+            must(&["ip", "-n", &ns, "link", "set", "eth0", "mtu", "1500", "up"]);
+            net.apply(i);
+        }
+        net
+    }
+
+    pub fn ns(i: usize) -> String {
+        format!("{PREFIX}h{i}")
+    }
+
+    /// The file that names host `i`'s namespace, for `setns`.
+    pub fn ns_path(i: usize) -> PathBuf {
+        PathBuf::from("/run/netns").join(Net::ns(i))
+    }
+
+    pub fn addr(i: usize) -> Ipv4Addr {
+        Ipv4Addr::new(10, 77, 0, i as u8 + 1)
+    }
+
+    /// Rewrites host `i`'s fault table from `cut` and `loss`. Only receiving is filtered:
+    /// both ends of a cut drop what the other sends, so each packet is judged once.
+    fn apply(&self, i: usize) {
+        let mut rules = String::new();
+        if !self.cut[i].is_empty() {
+            let addrs: Vec<String> = self.cut[i].iter().map(|h| Net::addr(*h).to_string()).collect();
+            rules += &format!("    ip saddr {{ {} }} drop\n", addrs.join(", "));
+        }
+        if self.loss[i] > 0 {
+            rules += &format!(
+                "    ip saddr 10.77.0.0/24 ip saddr != {HOST_ADDR} numgen random mod 100 < {} drop\n",
+                self.loss[i]
+            );
+        }
+        // Declaring the table first makes the delete succeed on the first run too.
+        let script = format!(
+            "table inet {TABLE} {{}}\ndelete table inet {TABLE}\ntable inet {TABLE} {{\n  chain input {{\n    type filter hook input priority -10; policy accept;\n{rules}  }}\n}}\n"
+        );
+        let mut child = Command::new("ip")
+            .args(["netns", "exec", &Net::ns(i), "nft", "-f", "-"])
+            .stdin(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("running nft");
+        child.stdin.take().unwrap().write_all(script.as_bytes()).unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "nft in {}: {}\n{script}",
+            Net::ns(i),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Splits the hosts into `groups`: hosts hear only hosts of their own group. Hosts in no
+    /// group hear nobody.
+    pub fn partition(&mut self, groups: &[&[usize]]) {
+        for i in 0..self.hosts {
+            let mine: Vec<usize> = groups
+                .iter()
+                .find(|g| g.contains(&i))
+                .map(|g| g.to_vec())
+                .unwrap_or_default();
+            self.cut[i] = (0..self.hosts).filter(|h| *h != i && !mine.contains(h)).collect();
+            self.apply(i);
+        }
+    }
+
+    /// Drops `percent` of the packets every host receives from the other hosts.
+    pub fn set_loss(&mut self, percent: u8) {
+        for i in 0..self.hosts {
+            self.loss[i] = percent;
+            self.apply(i);
+        }
+    }
+
+    /// Removes every partition and all loss.
+    pub fn heal(&mut self) {
+        for i in 0..self.hosts {
+            self.cut[i].clear();
+            self.loss[i] = 0;
+            self.apply(i);
+        }
+    }
+}
+
+impl Drop for Net {
+    fn drop(&mut self) {
+        remove_leftovers();
+    }
+}
