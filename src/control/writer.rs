@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use super::store::{Command, Response};
 use super::types::Raft;
 use crate::membership::{MemberState, Membership};
-use crate::security::peer::PeerHttp;
+use crate::security::peer::{PeerError, PeerHttp};
 
 /// How long a write waits for a leader (an election usually takes a second or two).
 pub const WRITE_WAIT: Duration = Duration::from_secs(6);
@@ -153,11 +153,18 @@ impl Writer {
             command: command.clone(),
         })
         .expect("commands serialize");
-        let answer = self
+        let answer = match self
             .peer
             .call(Method::POST, api_addr, FORWARD_PATH, Some(body), Some(WRITE_WAIT))
             .await
-            .ok()?;
+        {
+            Ok(answer) => answer,
+            // Sent, but no answer came: the leader may have proposed (and may yet commit) it,
+            // so trying again elsewhere or saying "nothing was changed" could both be wrong.
+            Err(e) if sent_without_answer(&e) => return Some(Err(self.no_quorum().await.proposed())),
+            // Never reached it (or a stranger answered): nothing was proposed there.
+            Err(_) => return None,
+        };
         match answer.status.as_u16() {
             200 => Some(
                 serde_json::from_slice::<Response>(&answer.body)
@@ -241,6 +248,16 @@ fn refusal(node: String, reachable: usize, voters: usize) -> WriteError {
     }
 }
 
+/// Whether a forwarded write went out but its answer never came back (as opposed to a
+/// connection that was never made).
+fn sent_without_answer(e: &PeerError) -> bool {
+    match e {
+        PeerError::Unreachable { source, .. } => source.is_timeout() && !source.is_connect(),
+        PeerError::Transfer { .. } => true,
+        PeerError::Unauthentic { .. } => false,
+    }
+}
+
 impl WriteError {
     /// The same refusal for a write this node already proposed as leader.
     fn proposed(self) -> WriteError {
@@ -291,5 +308,48 @@ mod tests {
             assert!(!text.contains("nothing was changed"), "{text}");
             assert!(text.contains("may still take effect"), "{text}");
         }
+    }
+
+    #[tokio::test]
+    async fn a_forwarded_write_without_an_answer_is_not_taken_for_an_unsent_one() {
+        // A leader that takes the request and never answers: it may have proposed the write.
+        let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = silent.local_addr().unwrap().to_string();
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((conn, _)) = silent.accept().await {
+                held.push(conn);
+            }
+        });
+        let peer = PeerHttp::new(None, None, Duration::from_millis(500), None).unwrap();
+        let body = Some(b"{}".to_vec());
+        let err = peer
+            .call(
+                Method::POST,
+                &addr,
+                FORWARD_PATH,
+                body.clone(),
+                Some(Duration::from_millis(300)),
+            )
+            .await
+            .unwrap_err();
+        assert!(sent_without_answer(&err), "{err}");
+        // Nobody listens: the write never left this node, so trying elsewhere is safe.
+        let closed = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .to_string();
+        let err = peer
+            .call(
+                Method::POST,
+                &closed,
+                FORWARD_PATH,
+                body,
+                Some(Duration::from_millis(300)),
+            )
+            .await
+            .unwrap_err();
+        assert!(!sent_without_answer(&err), "{err}");
     }
 }

@@ -20,6 +20,7 @@ pub struct PeerHttp {
 }
 
 /// A peer's answer, its body read whole (and, when signed, checked).
+#[derive(Debug)]
 pub struct PeerAnswer {
     pub status: StatusCode,
     pub body: Vec<u8>,
