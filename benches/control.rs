@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -73,15 +73,8 @@ impl Agent {
             .append(true)
             .open(&self.log)
             .expect("opening the agent log");
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_everynode"));
-        for (key, _) in std::env::vars() {
-            if key.starts_with("EVERYNODE_") {
-                cmd.env_remove(key);
-            }
-        }
-        cmd.env("RUST_LOG", "info")
-            .arg("agent")
-            .args(["--node-id", &self.name, "--runtime", "process"])
+        let mut cmd = common::agent_command();
+        cmd.args(["--node-id", &self.name, "--runtime", "process"])
             .arg("--data-dir")
             .arg(&self.data_dir)
             .args(["--gossip-addr", &self.gossip.to_string()])

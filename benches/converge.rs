@@ -24,7 +24,7 @@ mod common;
 use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -146,18 +146,12 @@ async fn wait_formed(http: &reqwest::Client, api: SocketAddr, n: usize) -> Durat
     }
 }
 
-/// One apply: returns (commit latency, commit to all Running, commit to all created if known).
-async fn one_apply(
-    http: &reqwest::Client,
-    api: SocketAddr,
-    n: usize,
-    seq: usize,
-    fake: Option<&FakeRuntime>,
-) -> (Duration, Duration, Option<Duration>) {
-    let sent = Instant::now();
+/// Applies `object` through node `api`; returns when the commit was acknowledged and the
+/// DaemonSet's revision number after it.
+async fn apply_one(http: &reqwest::Client, api: SocketAddr, object: Value) -> (Instant, u64) {
     let resp = http
         .post(format!("http://{api}/v1/apply"))
-        .json(&json!({"objects": [daemonset(seq)]}))
+        .json(&json!({"objects": [object]}))
         .send()
         .await
         .expect("apply sent");
@@ -168,7 +162,22 @@ async fn one_apply(
         resp.text().await.unwrap_or_default()
     );
     let results: Value = resp.json().await.expect("apply answer");
-    let revision = results[0]["revision"].as_u64().expect("a revision number");
+    (
+        committed,
+        results[0]["revision"].as_u64().expect("a revision number"),
+    )
+}
+
+/// One apply: returns (commit latency, commit to all Running, commit to all created if known).
+async fn one_apply(
+    http: &reqwest::Client,
+    api: SocketAddr,
+    n: usize,
+    seq: usize,
+    fake: Option<&FakeRuntime>,
+) -> (Duration, Duration, Option<Duration>) {
+    let sent = Instant::now();
+    let (committed, revision) = apply_one(http, api, daemonset(seq)).await;
     let view = get_json(http, &format!("http://{api}/v1/daemonsets/{DS}"))
         .await
         .expect("the DaemonSet");
@@ -403,15 +412,8 @@ impl Agent {
     ) -> Agent {
         let data_dir = root.join(format!("node-{i}"));
         let log = std::fs::File::create(root.join(format!("node-{i}.log"))).expect("agent log");
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_everynode"));
-        for (key, _) in std::env::vars() {
-            if key.starts_with("EVERYNODE_") {
-                cmd.env_remove(key);
-            }
-        }
-        cmd.env("RUST_LOG", "info")
-            .arg("agent")
-            .args(["--node-id", &format!("node-{i}"), "--runtime", "process"])
+        let mut cmd = common::agent_command();
+        cmd.args(["--node-id", &format!("node-{i}"), "--runtime", "process"])
             .arg("--data-dir")
             .arg(&data_dir)
             .args(["--gossip-addr", &gossip.to_string()])
@@ -590,20 +592,7 @@ async fn one_rollout(
 ) -> (Duration, BudgetChecker) {
     let budget = (n as u64 * MAX_UNAVAILABLE_PCT).div_ceil(100) as usize;
     let mut checker = BudgetChecker::new(budget, 0, MIN_READY);
-    let resp = http
-        .post(format!("http://{api}/v1/apply"))
-        .json(&json!({"objects": [wave_daemonset(seq)]}))
-        .send()
-        .await
-        .expect("apply sent");
-    let committed = Instant::now();
-    assert!(
-        resp.status().is_success(),
-        "apply refused: {}",
-        resp.text().await.unwrap_or_default()
-    );
-    let results: Value = resp.json().await.expect("apply answer");
-    let revision = results[0]["revision"].as_u64().expect("a revision number");
+    let (committed, revision) = apply_one(http, api, wave_daemonset(seq)).await;
     loop {
         let rollout = get_json(http, &format!("http://{api}/v1/daemonsets/{WAVE_DS}/rollout")).await;
         if let Ok(pods) = http.get(format!("http://{api}/v1/pods")).send().await {

@@ -69,3 +69,17 @@ pub fn admin_client(token: &str, timeout: Duration) -> reqwest::Client {
         .build()
         .expect("an HTTP client")
 }
+
+/// `everynode agent` with this process's `EVERYNODE_*` settings removed, logging at info: the
+/// start of every agent a benchmark runs; the caller adds the node's flags.
+#[allow(dead_code)]
+pub fn agent_command() -> std::process::Command {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_everynode"));
+    for (key, _) in std::env::vars() {
+        if key.starts_with("EVERYNODE_") {
+            cmd.env_remove(key);
+        }
+    }
+    cmd.env("RUST_LOG", "info").arg("agent");
+    cmd
+}
