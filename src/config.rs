@@ -17,6 +17,9 @@ pub const DEFAULT_GOSSIP_PORT: u16 = 9494;
 pub const DEFAULT_API_PORT: u16 = 9495;
 /// Default gossip round; 6 rounds join 100 nodes and 8-12 detect a death (see BENCHMARKS.md).
 pub const DEFAULT_GOSSIP_INTERVAL_MS: u64 = 200;
+/// Default Raft heartbeat: fits round trips (and a follower's fsync) below 100 ms, i.e. nodes in
+/// one region; leader failover then takes under a second.
+pub const DEFAULT_RAFT_HEARTBEAT_MS: u64 = 100;
 /// Default cluster name; nodes only gossip with nodes of the same cluster.
 pub const DEFAULT_CLUSTER: &str = "everynode";
 
@@ -118,6 +121,11 @@ pub struct AgentFlags {
     /// Gossip round interval in milliseconds [default: 200].
     #[arg(long, env = "EVERYNODE_GOSSIP_INTERVAL_MS", value_name = "MS", value_parser = clap::value_parser!(u64).range(10..=10_000))]
     pub gossip_interval_ms: Option<u64>,
+    /// Raft heartbeat in milliseconds, also the longest a Raft round trip between nodes may take;
+    /// elections wait 2.5 to 4 heartbeats. Raise it, the same on every node, when round trips
+    /// between nodes can exceed it (nodes in several regions) [default: 100].
+    #[arg(long, env = "EVERYNODE_RAFT_HEARTBEAT_MS", value_name = "MS", value_parser = clap::value_parser!(u64).range(20..=5_000))]
+    pub raft_heartbeat_ms: Option<u64>,
 }
 
 /// The `--config` file. Every field is optional; unknown fields are errors so typos surface.
@@ -139,6 +147,7 @@ pub struct FileConfig {
     pub runtime: Option<RuntimeChoice>,
     pub log_format: Option<LogFormat>,
     pub gossip_interval_ms: Option<u64>,
+    pub raft_heartbeat_ms: Option<u64>,
     #[serde(default, deserialize_with = "de_opt_voters")]
     pub voters: Option<usize>,
     pub bootstrap_expect: Option<u16>,
@@ -169,6 +178,8 @@ pub struct NodeConfig {
     pub runtime: RuntimeChoice,
     pub log_format: LogFormat,
     pub gossip_interval: Duration,
+    /// Raft's heartbeat, which also bounds one Raft round trip (`--raft-heartbeat-ms`).
+    pub raft_heartbeat: Duration,
     pub voters: usize,
     pub bootstrap_expect: usize,
     pub dead_voter_grace: Duration,
@@ -222,6 +233,17 @@ impl NodeConfig {
             return Err(InputError::new(format!(
                 "{}: {gossip_interval_ms} is out of range; use 10 to 10000 milliseconds",
                 origin("gossip_interval_ms")
+            )));
+        }
+
+        let raft_heartbeat_ms = flags
+            .raft_heartbeat_ms
+            .or(file.raft_heartbeat_ms)
+            .unwrap_or(DEFAULT_RAFT_HEARTBEAT_MS);
+        if !(20..=5_000).contains(&raft_heartbeat_ms) {
+            return Err(InputError::new(format!(
+                "{}: {raft_heartbeat_ms} is out of range; use 20 to 5000 milliseconds (above the longest round trip between nodes)",
+                origin("raft_heartbeat_ms")
             )));
         }
 
@@ -300,6 +322,7 @@ impl NodeConfig {
             runtime: flags.runtime.or(file.runtime).unwrap_or_default(),
             log_format: flags.log_format.or(file.log_format).unwrap_or_default(),
             gossip_interval: Duration::from_millis(gossip_interval_ms),
+            raft_heartbeat: Duration::from_millis(raft_heartbeat_ms),
             voters: flags.voters.or(file.voters).unwrap_or(3),
             bootstrap_expect: flags
                 .bootstrap_expect
@@ -520,6 +543,39 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(err.contains("`var/log`"), "{err}");
+    }
+
+    #[test]
+    fn raft_heartbeat_scales_every_raft_timing() {
+        let cfg = NodeConfig::resolve(&AgentFlags::default()).unwrap();
+        assert_eq!(
+            cfg.raft_heartbeat,
+            Duration::from_millis(DEFAULT_RAFT_HEARTBEAT_MS)
+        );
+        let f = write("raft_heartbeat_ms = 400\n");
+        let cfg = NodeConfig::resolve(&AgentFlags {
+            config: Some(f.path().into()),
+            ..Default::default()
+        })
+        .unwrap();
+        let raft = crate::control::raft_config(cfg.raft_heartbeat);
+        assert_eq!(raft.heartbeat_interval, 400);
+        assert_eq!(
+            (raft.election_timeout_min, raft.election_timeout_max),
+            (1_000, 1_600)
+        );
+
+        let f = write("raft_heartbeat_ms = 5\n");
+        let err = NodeConfig::resolve(&AgentFlags {
+            config: Some(f.path().into()),
+            ..Default::default()
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("raft_heartbeat_ms") && err.contains("20 to 5000"),
+            "{err}"
+        );
     }
 
     #[test]

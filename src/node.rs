@@ -204,7 +204,7 @@ pub async fn run_with(
 
     let raft = Raft::new(
         raft_id,
-        Arc::new(control::raft_config()),
+        Arc::new(control::raft_config(config.raft_heartbeat)),
         control::network::HttpNetwork::new(peer_http(None)?),
         log_store,
         state_machine,

@@ -268,6 +268,22 @@ fn a_minority_refuses_writes_but_serves_reads_and_a_restart_keeps_the_store() {
     for i in [0, 2, 4] {
         cluster.nodes[i].kill();
     }
+    // A user sees the dead in `members` first; the refusal then names the missing majority.
+    for i in [1, 3] {
+        wait_until(
+            &format!("{} to see 3 nodes gone", cluster.nodes[i].name),
+            Duration::from_secs(30),
+            || {
+                let members = cluster.nodes[i].members()?;
+                let alive = members.iter().filter(|m| m["state"] == "alive").count();
+                if alive == 2 {
+                    Ok(())
+                } else {
+                    Err(format!("{alive} alive: {members:?}"))
+                }
+            },
+        );
+    }
     let v2 = manifest(&dir, "agent", "agent:2", "");
     for i in [1, 3] {
         let out = cluster.nodes[i].cli(&["apply", "-f", v2.to_str().unwrap()]);

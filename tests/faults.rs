@@ -1,8 +1,8 @@
-//! Faults across real network boundaries: five agents in network namespaces (MTU 1500) through partitions, packet loss, lost and frozen nodes, leader kills and restarts, checking that nothing acknowledged is lost.
+//! Faults across real network boundaries: five agents in network namespaces (MTU 1500) through partitions, packet loss and delay, lost and frozen nodes, leader kills and restarts, checking that nothing acknowledged is lost.
 //!
 //! The scenarios share fixed namespace names and addresses, so they run one at a time (a lock),
-//! each on a fresh network and cluster. Each prints one `SUMMARY` line. Packet delay is not
-//! emulated: the kernel here has no netem, and nftables can only drop.
+//! each on a fresh network and cluster. Each prints one `SUMMARY` line. Delay comes from the
+//! harness's NFQUEUE delayer (the kernel here has no netem).
 
 #[path = "support/netns.rs"]
 mod netns;
@@ -41,6 +41,11 @@ struct Fleet {
 /// Starts five agents, one per namespace, all seeded with the first two hosts and all voters
 /// (so a 2 | 3 split leaves the two with 2 of 5 voters), and waits until they form one cluster.
 fn fleet(scenario: &str) -> Option<Fleet> {
+    fleet_with(scenario, &[])
+}
+
+/// [`fleet`] with `extra` flags for every agent.
+fn fleet_with(scenario: &str, extra: &[&str]) -> Option<Fleet> {
     if !netns::require_capabilities(scenario) {
         return None;
     }
@@ -54,7 +59,7 @@ fn fleet(scenario: &str) -> Option<Fleet> {
         let mut node = Node::new(
             root.path(),
             &format!("node-{i}"),
-            args.iter().map(|s| s.to_string()).collect(),
+            args.iter().chain(extra).map(|s| s.to_string()).collect(),
         );
         node.gossip = (Net::addr(i), GOSSIP_PORT).into();
         node.api = (Net::addr(i), API_PORT).into();
@@ -358,6 +363,27 @@ fn s1_a_2_3_partition_keeps_the_majority_writing_and_the_minority_running() {
         });
     }
 
+    // A user sees the cut in `members` first; the refusal then names the missing majority.
+    for &i in &minority {
+        wait_until(
+            &format!("{} to see 3 nodes gone", fleet.node(i).name),
+            Duration::from_secs(30),
+            || {
+                let members = json(fleet.node(i), &["members", "-o", "json"])?;
+                let alive = members
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter(|m| m["state"] == "alive")
+                    .count();
+                if alive == 2 {
+                    Ok(())
+                } else {
+                    Err(format!("{alive} alive"))
+                }
+            },
+        );
+    }
     let refused = write_manifest(&dir, "minor", "v1", 0);
     for &i in &minority {
         let (outcome, err) = apply(fleet.node(i), &refused);
@@ -474,20 +500,28 @@ fn s3_a_node_lost_mid_rollout_catches_up_when_it_returns() {
     let leader = fleet.leader();
     apply_ok(fleet.node(leader), &write_manifest(&dir, "lost", "v2", 1));
     // Lose a node the rollout has not reached yet, so that it has to catch up afterwards.
-    let victim = wait_until("a node still on revision 1", Duration::from_secs(30), || {
-        let pods = rollout_support::pods(fleet.node(leader), "lost")?;
+    // The leader's grants say who the rollout has reached (a node's own status lags behind its
+    // grant); the last in name order is reached last.
+    let victim = wait_until("a node not granted revision 2", Duration::from_secs(30), || {
         let r = rollout(fleet.node(leader), "lost");
-        pods.iter()
-            .filter(|p| p["revision"] == 1 && r["wave"].as_u64() >= Some(1))
-            .filter_map(|p| {
+        if r["revision"] != 2 || r["wave"].as_u64() < Some(1) {
+            return Err(format!("{r}"));
+        }
+        r["nodes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|n| n["granted"] == 1 && n["running"] == 1)
+            .filter_map(|n| {
                 fleet
                     .cluster
                     .nodes
                     .iter()
-                    .position(|n| p["node"] == n.name.as_str())
+                    .position(|node| n["node"] == node.name.as_str())
             })
-            .find(|i| *i != leader)
-            .ok_or_else(|| format!("{r} {pods:?}"))
+            .filter(|i| *i != leader)
+            .max()
+            .ok_or_else(|| format!("{r}"))
     });
     let others: Vec<usize> = (0..HOSTS).filter(|i| *i != victim).collect();
     fleet.net.partition(&[&others, &[victim]]);
@@ -724,6 +758,137 @@ fn s6_two_hundred_daemonsets_reach_every_node_at_mtu_1500() {
     );
 }
 
+/// Every link delayed by `one_way` (plus up to `jitter`) for 45 s while writes go to every
+/// node in turn and a rollout runs: nobody may be declared dead, every write must commit, the
+/// rollout must finish within its budget. Returns the faults text and the writes acknowledged.
+fn delayed_links(fleet: &mut Fleet, one_way: Duration, jitter: Duration) -> (String, usize, Duration) {
+    let dir = fleet.dir.clone();
+    apply_ok(fleet.node(0), &write_manifest(&dir, "roll", "v1", 1));
+    wait_revision(fleet.node(0), "roll", 1, HOSTS);
+    let mut want = BTreeMap::from([("roll".to_string(), "v1".to_string())]);
+    fleet.net.set_delay(one_way, jitter);
+    let t0 = Instant::now();
+    let (mut acknowledged, mut retried, mut polls) = (1, 0, 0);
+    let mut latencies = Vec::new();
+    let mut dead_seen = Vec::new();
+    let mut k = 0;
+    let sampler = Sampler::start(
+        Arc::new(Mutex::new(fleet.node(fleet.leader()).server())),
+        fleet.node(0).admin_token(),
+        "roll",
+        BudgetChecker::new(1, 0, 1),
+    );
+    while t0.elapsed() < Duration::from_secs(45) {
+        if k == 3 {
+            apply_ok(fleet.node(2), &write_manifest(&dir, "roll", "v2", 1));
+            acknowledged += 1;
+            want.insert("roll".into(), "v2".into());
+        }
+        let version = format!("v{k}");
+        let name = format!("slow{}", k % 3);
+        let file = write_manifest(&dir, &name, &version, 0);
+        let node = fleet.node(k % HOSTS);
+        loop {
+            let started = Instant::now();
+            match apply(node, &file) {
+                (Outcome::Ok, _) => {
+                    latencies.push(started.elapsed());
+                    break;
+                }
+                (_, err) => {
+                    retried += 1;
+                    assert!(
+                        t0.elapsed() < Duration::from_secs(120),
+                        "writes stopped committing with {one_way:?} delay: {err}"
+                    );
+                }
+            }
+        }
+        acknowledged += 1;
+        want.insert(name, version);
+        k += 1;
+        for node in &fleet.cluster.nodes {
+            let Ok(members) = json(node, &["members", "-o", "json"]) else {
+                continue;
+            };
+            polls += 1;
+            for m in members.as_array().into_iter().flatten() {
+                if m["state"] != "alive" {
+                    dead_seen.push(format!("{} saw {} {}", node.name, m["name"], m["state"]));
+                }
+            }
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let status = cli_within(
+        fleet.node(3),
+        &["rollout", "status", "ds", "roll", "--timeout", "60s"],
+        Duration::from_secs(70),
+    )
+    .expect("rollout status answers");
+    let checker = sampler.finish();
+    assert!(
+        status.status.success(),
+        "rollout under delay: {}{}",
+        String::from_utf8_lossy(&status.stdout),
+        String::from_utf8_lossy(&status.stderr)
+    );
+    checker.assert_held();
+    assert!(
+        dead_seen.is_empty(),
+        "nodes wrongly declared dead under delay: {dead_seen:?}"
+    );
+    fleet.net.heal();
+    let converge = wait_converged(fleet, &want, Duration::from_secs(60));
+    latencies.sort();
+    let faults = format!(
+        "every link delayed {}..{} ms one way for 45s; {polls} member listings, none showed a node not alive; {retried} writes retried; acknowledged apply took p50 {:.2}s, max {:.2}s; rollout v1 -> v2 within budget over {} samples",
+        one_way.as_millis(),
+        (one_way + jitter).as_millis(),
+        latencies[latencies.len() / 2].as_secs_f64(),
+        latencies.last().copied().unwrap_or_default().as_secs_f64(),
+        checker.samples
+    );
+    (faults, acknowledged, converge)
+}
+
+#[test]
+fn s9_a_nearby_round_trip_commits_with_default_timings() {
+    let _serial = serial();
+    let Some(mut fleet) = fleet("9 (15 ms delay)") else {
+        return;
+    };
+    let (faults, acknowledged, converge) =
+        delayed_links(&mut fleet, Duration::from_millis(15), Duration::from_millis(5));
+    fleet.summary(
+        "scenario 9 (15 ms delay, default timings)",
+        &faults,
+        acknowledged,
+        0,
+        converge,
+    );
+}
+
+/// Round trips of 120 ms and more once left the cluster without a leader for good: openraft
+/// gives an AppendEntries one heartbeat (100 ms) and a vote 2.5, so no leader ever heard a
+/// majority. `--raft-heartbeat-ms` now scales every Raft timing.
+#[test]
+fn s10_a_cross_region_round_trip_commits_once_the_raft_heartbeat_covers_it() {
+    let _serial = serial();
+    let Some(mut fleet) = fleet_with("10 (60 ms delay)", &["--raft-heartbeat-ms", "400"]) else {
+        return;
+    };
+    let (faults, acknowledged, converge) =
+        delayed_links(&mut fleet, Duration::from_millis(60), Duration::from_millis(10));
+    fleet.summary(
+        "scenario 10 (60 ms delay, --raft-heartbeat-ms 400)",
+        &faults,
+        acknowledged,
+        0,
+        converge,
+    );
+}
+
 /// Whether a refusal says "N of M voters reachable ..., a majority (K) is needed" with N >= K,
 /// as writes refused during an election once did.
 fn claims_a_missing_majority_it_has(message: &str) -> bool {
@@ -834,7 +999,7 @@ fn random_fault(fleet: &mut Fleet, rng: &mut Rng) -> String {
     for i in (1..HOSTS).rev() {
         hosts.swap(i, rng.below(i + 1));
     }
-    let what = match rng.below(6) {
+    let what = match rng.below(7) {
         0 => {
             fleet.net.partition(&[&hosts[..2], &hosts[2..]]);
             std::thread::sleep(hold);
@@ -867,6 +1032,13 @@ fn random_fault(fleet: &mut Fleet, rng: &mut Rng) -> String {
                 fleet.cluster.nodes[i].signal(libc::SIGCONT);
             }
             format!("freeze {:?}", &hosts[..3])
+        }
+        5 => {
+            // Beyond what the default Raft timings allow: leaders come and go meanwhile.
+            let one_way = Duration::from_millis(20 + rng.below(120) as u64);
+            fleet.net.set_delay(one_way, Duration::from_millis(10));
+            std::thread::sleep(hold);
+            format!("{} ms delay on every link", one_way.as_millis())
         }
         _ => {
             fleet.cluster.nodes[hosts[0]].kill();

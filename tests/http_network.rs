@@ -89,9 +89,17 @@ async fn start_node(id: NodeId) -> Node {
     let (log, sm) = open(dir.path()).await.unwrap();
     let store = sm.subscribe();
     let network = network(&KEY);
-    let raft = Raft::new(id, Arc::new(raft_config()), network, log, sm)
-        .await
-        .unwrap();
+    let raft = Raft::new(
+        id,
+        Arc::new(raft_config(std::time::Duration::from_millis(
+            everynode::config::DEFAULT_RAFT_HEARTBEAT_MS,
+        ))),
+        network,
+        log,
+        sm,
+    )
+    .await
+    .unwrap();
     let app = routes(raft.clone());
     let server = tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     Node {

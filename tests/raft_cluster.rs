@@ -165,9 +165,17 @@ async fn start_node(router: &Router, id: NodeId) -> Node {
         router: router.clone(),
         from: id,
     };
-    let raft = Raft::new(id, Arc::new(raft_config()), factory, log, sm)
-        .await
-        .unwrap();
+    let raft = Raft::new(
+        id,
+        Arc::new(raft_config(std::time::Duration::from_millis(
+            everynode::config::DEFAULT_RAFT_HEARTBEAT_MS,
+        ))),
+        factory,
+        log,
+        sm,
+    )
+    .await
+    .unwrap();
     router.nodes.lock().unwrap().insert(id, raft.clone());
     Node {
         raft,

@@ -32,9 +32,11 @@ impl From<WriteError> for ApiError {
     fn from(e: WriteError) -> Self {
         let code = match e {
             WriteError::NotLeader => StatusCode::CONFLICT,
-            WriteError::NoQuorum { .. } | WriteError::NoLeader { .. } | WriteError::NotFormed => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            WriteError::NoQuorum { .. }
+            | WriteError::NoLeader { .. }
+            | WriteError::Unacknowledged { .. }
+            | WriteError::LeaderRefused(_)
+            | WriteError::NotFormed => StatusCode::SERVICE_UNAVAILABLE,
             // Not 503: a forwarding node must pass this on, not retry and then claim nothing changed.
             WriteError::Unconfirmed { .. } => StatusCode::GATEWAY_TIMEOUT,
             WriteError::Raft(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -81,7 +83,7 @@ pub async fn forwarded_write(
     State(s): State<ApiState>,
     Json(req): Json<ForwardedWrite>,
 ) -> Result<Json<StoreResponse>, ApiError> {
-    Ok(Json(s.control.writer.write(req.command, true).await?))
+    Ok(Json(s.control.writer.write_forwarded(req).await?))
 }
 
 // ---- DaemonSets ----
@@ -133,7 +135,7 @@ pub async fn apply(
         daemonsets: valid,
         at: now(),
     };
-    match s.control.writer.write(cmd, false).await? {
+    match s.control.writer.write(cmd).await? {
         StoreResponse::Applied { results } => Ok(Json(
             results
                 .into_iter()
@@ -286,7 +288,7 @@ pub async fn delete_daemonset(
     match s
         .control
         .writer
-        .write(Command::Delete { name: name.clone() }, false)
+        .write(Command::Delete { name: name.clone() })
         .await?
     {
         StoreResponse::NotFound { .. } => Err(ApiError(
@@ -581,14 +583,11 @@ pub async fn label_node(
     }
     s.control
         .writer
-        .write(
-            Command::LabelNode {
-                node,
-                set: req.set,
-                remove: req.remove,
-            },
-            false,
-        )
+        .write(Command::LabelNode {
+            node,
+            set: req.set,
+            remove: req.remove,
+        })
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -601,14 +600,11 @@ pub async fn taint_node(
     known_node(&s, &node).await?;
     s.control
         .writer
-        .write(
-            Command::TaintNode {
-                node,
-                add: req.add,
-                remove: req.remove,
-            },
-            false,
-        )
+        .write(Command::TaintNode {
+            node,
+            add: req.add,
+            remove: req.remove,
+        })
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -692,13 +688,10 @@ pub async fn drain_node(
     known_node(&s, &node).await?;
     s.control
         .writer
-        .write(
-            Command::DrainNode {
-                node,
-                drained: req.drained,
-            },
-            false,
-        )
+        .write(Command::DrainNode {
+            node,
+            drained: req.drained,
+        })
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }

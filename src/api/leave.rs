@@ -104,7 +104,6 @@ pub async fn leave(State(s): State<ApiState>) -> Result<Json<LeaveView>, ApiErro
                 node: node.clone(),
                 generation,
             },
-            false,
         )
         .await
         .map_err(|e| {
@@ -227,7 +226,6 @@ pub async fn remove(
                         node: node.clone(),
                         generation: member.generation,
                     },
-                    false,
                 )
                 .await?;
             info!(node = %node, "removed a dead node");

@@ -194,7 +194,7 @@ async fn write(
     action: &str,
     cmd: Command,
 ) -> Result<Json<RolloutActionResult>, ApiError> {
-    let resp = s.control.writer.write(cmd, false).await?;
+    let resp = s.control.writer.write(cmd).await?;
     let changed = match resp {
         StoreResponse::NotFound { .. } => return Err(not_found(name)),
         StoreResponse::Conflict { message } => return Err(ApiError(StatusCode::CONFLICT, message)),

@@ -52,25 +52,29 @@ pub async fn open(dir: &Path) -> Result<(LogStore, StateMachineStore), types::St
     opened.map_err(|e| e.storage(ErrorSubject::Store, ErrorVerb::Read))
 }
 
-/// Raft timings for LAN clusters.
+/// Raft timings scaled from the heartbeat (`--raft-heartbeat-ms`, 100 ms by default).
 ///
 /// openraft 0.9 makes a follower that knows a leader wait out a leader lease of
 /// `election_timeout_max` *before* its own randomized election timeout, so a dead leader is
 /// replaced after `max + rand(min..max)` of silence, plus up to one tick (1.5 heartbeats).
-/// With 100 / 250..400 ms that is 650..950 ms, which keeps failover under a second, while a
-/// follower still tolerates over four lost heartbeats before it disrupts the cluster. The
-/// heartbeat interval is also openraft's timeout for one AppendEntries RPC (including the
-/// follower's fsync), ample on a LAN; the vote RPC gets `election_timeout_min`.
-pub fn raft_config() -> openraft::Config {
+/// With elections at 2.5..4 heartbeats that is 6.5..9.5 heartbeats (650..950 ms by default),
+/// while a follower still tolerates over four lost heartbeats before it disrupts the cluster.
+/// The heartbeat interval is also openraft's timeout for one AppendEntries RPC (including the
+/// follower's fsync): a leader whose round trips take longer never hears a majority and
+/// commits nothing, hence the option. The vote RPC gets `election_timeout_min`.
+pub fn raft_config(heartbeat: std::time::Duration) -> openraft::Config {
+    let heartbeat = heartbeat.as_millis().max(1) as u64;
     let config = openraft::Config {
         cluster_name: "everynode".into(),
-        heartbeat_interval: 100,
-        election_timeout_min: 250,
-        election_timeout_max: 400,
+        heartbeat_interval: heartbeat,
+        election_timeout_min: heartbeat * 5 / 2,
+        election_timeout_max: heartbeat * 4,
         // The timeout of one whole-snapshot request. The store is small, but a snapshot goes
         // to a node that is behind and maybe busy catching up.
-        install_snapshot_timeout: 10_000,
+        install_snapshot_timeout: 10_000.max(heartbeat * 10),
         ..Default::default()
     };
-    config.validate().expect("static raft config is valid")
+    config
+        .validate()
+        .expect("raft timings derived from a valid heartbeat")
 }

@@ -7,7 +7,8 @@
 
 use std::future::Future;
 use std::io::{self, Cursor};
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use openraft::error::{
     InstallSnapshotError, NetworkError, PayloadTooLarge, RemoteError, ReplicationClosed, StreamingError,
@@ -167,6 +168,63 @@ impl HttpPeer {
     }
 }
 
+/// When this process last warned of slow Raft round trips (Unix seconds): once a minute is
+/// enough to be seen without flooding the log at every heartbeat.
+static SLOW_WARNED_AT: AtomicU64 = AtomicU64::new(0);
+
+/// Watches one AppendEntries. openraft allows it one heartbeat and then drops it unanswered,
+/// without a word of its own about why; a leader whose round trips outlast the heartbeat
+/// hears no majority and commits nothing. So the dropping, or an answer that used most of the
+/// time, is logged with what to do about it.
+struct AppendWatch<'a> {
+    peer: &'a str,
+    allowed: Duration,
+    started: Instant,
+    /// `None` while waiting; `Some(false)` for a failure that says nothing of latency (a
+    /// refused connection is quick).
+    answered: Option<bool>,
+}
+
+impl Drop for AppendWatch<'_> {
+    fn drop(&mut self) {
+        let took = self.started.elapsed();
+        let slow = match self.answered {
+            None => true,
+            Some(true) => took * 10 > self.allowed * 8,
+            Some(false) => false,
+        };
+        if !slow || std::thread::panicking() {
+            return;
+        }
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let last = SLOW_WARNED_AT.load(Ordering::Relaxed);
+        if now < last + 60
+            || SLOW_WARNED_AT
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_err()
+        {
+            return;
+        }
+        let allowed_ms = self.allowed.as_millis();
+        if self.answered.is_some() {
+            tracing::warn!(
+                peer = self.peer,
+                took_ms = took.as_millis() as u64,
+                allowed_ms = allowed_ms as u64,
+                "a Raft round trip used most of the time the heartbeat allows; if round trips grow, writes stop committing: raise --raft-heartbeat-ms on every node (warned at most once a minute)"
+            );
+        } else {
+            tracing::warn!(
+                peer = self.peer,
+                allowed_ms = allowed_ms as u64,
+                "a Raft append got no answer within the heartbeat; if this peer is up and reachable, round trips to it are longer than --raft-heartbeat-ms and writes cannot commit: raise it on every node (warned at most once a minute)"
+            );
+        }
+    }
+}
+
 impl RaftNetwork<TypeConfig> for HttpPeer {
     async fn append_entries(
         &mut self,
@@ -174,7 +232,16 @@ impl RaftNetwork<TypeConfig> for HttpPeer {
         option: RPCOption,
     ) -> Result<AppendEntriesResponse, RPCError<RaftError>> {
         let entries = rpc.entries.len() as u64;
-        match self.post(APPEND_PATH, &rpc, option.hard_ttl()).await {
+        let mut watch = AppendWatch {
+            peer: &self.node.name,
+            allowed: option.hard_ttl(),
+            started: Instant::now(),
+            answered: None,
+        };
+        let sent = self.post(APPEND_PATH, &rpc, option.hard_ttl()).await;
+        watch.answered = Some(sent.is_ok());
+        drop(watch);
+        match sent {
             Ok(Ok(resp)) => Ok(resp),
             Ok(Err(e)) => Err(RPCError::RemoteError(self.remote(e))),
             // Halving converges on a size the peer accepts; one entry too large for the

@@ -14,6 +14,13 @@ use crate::security::peer::{PeerError, PeerHttp};
 
 /// How long a write waits for a leader (an election usually takes a second or two).
 pub const WRITE_WAIT: Duration = Duration::from_secs(6);
+/// A leader that no majority has acknowledged for this many heartbeats is cut off, or its
+/// round trips outlast the heartbeat (followers elect another after 4 heartbeats at most): it
+/// proposes nothing.
+pub const QUORUM_ACK_FRESH_HEARTBEATS: u64 = 10;
+/// What a forwarding node keeps for itself out of the time it gives the leader, so that the
+/// leader's answer arrives before the forwarding node gives up on it.
+const FORWARD_MARGIN: Duration = Duration::from_millis(500);
 /// The path a node forwards writes to on the leader.
 pub const FORWARD_PATH: &str = "/v1/internal/write";
 
@@ -21,6 +28,18 @@ pub const FORWARD_PATH: &str = "/v1/internal/write";
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ForwardedWrite {
     pub command: Command,
+    /// How long the leader may take, in milliseconds [default: `WRITE_WAIT`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wait_ms: Option<u64>,
+}
+
+impl ForwardedWrite {
+    pub fn wait(&self) -> Duration {
+        self.wait_ms
+            .map(Duration::from_millis)
+            .unwrap_or(WRITE_WAIT)
+            .min(WRITE_WAIT)
+    }
 }
 
 /// Why a write was not committed; the messages are shown to users as they are.
@@ -40,7 +59,7 @@ pub enum WriteError {
     /// Enough voters are reachable, yet no leader committed within [`WRITE_WAIT`] (an election
     /// was under way, or the leader did not answer); this node proposed nothing.
     #[error(
-        "no leader committed the write within {}s although {reachable} of {voters} voters are reachable from node {node} (a leader election may be under way); nothing was changed, retry in a few seconds",
+        "no leader committed the write within {}s although {reachable} of {voters} voters are reachable from node {node} (a leader election may be under way); nothing was changed, retry in a few seconds. If this persists while every node is up, Raft round trips between nodes may take longer than --raft-heartbeat-ms allows",
         WRITE_WAIT.as_secs()
     )]
     NoLeader {
@@ -59,6 +78,21 @@ pub enum WriteError {
         reachable: usize,
         voters: usize,
     },
+    /// This node leads and a majority looks alive in gossip, yet no majority answered its Raft
+    /// messages: round trips longer than the heartbeat, or traffic passing one way only.
+    #[error(
+        "node {node} leads, but no majority of the {voters} voters answered its Raft messages within {heartbeat_ms} ms for the last {}s although {reachable} of them are reachable by gossip; nothing was changed. If round trips between nodes can exceed {heartbeat_ms} ms, raise --raft-heartbeat-ms (raft_heartbeat_ms) on every node; otherwise check that every node reaches the others' API port",
+        WRITE_WAIT.as_secs()
+    )]
+    Unacknowledged {
+        node: String,
+        reachable: usize,
+        voters: usize,
+        heartbeat_ms: u64,
+    },
+    /// The leader refused a forwarded write without proposing it; its words, passed on.
+    #[error("{0}")]
+    LeaderRefused(String),
     #[error("the cluster has no leader yet (it is still forming: see the agent logs of the first seed); nothing was changed")]
     NotFormed,
     /// A forwarded write reached a node that is no longer the leader; the sender retries.
@@ -89,9 +123,27 @@ impl Writer {
         }
     }
 
-    /// Commits `command`. A `forwarded` write is never forwarded again, so no loops form.
-    pub async fn write(&self, command: Command, forwarded: bool) -> Result<Response, WriteError> {
-        let deadline = Instant::now() + WRITE_WAIT;
+    /// Commits `command`, forwarding it to the leader when this node does not lead.
+    pub async fn write(&self, command: Command) -> Result<Response, WriteError> {
+        self.write_within(command, false, WRITE_WAIT).await
+    }
+
+    /// Commits a write another node forwarded; it is never forwarded again, so no loops form.
+    pub async fn write_forwarded(&self, write: ForwardedWrite) -> Result<Response, WriteError> {
+        let wait = write.wait();
+        self.write_within(write.command, true, wait).await
+    }
+
+    async fn write_within(
+        &self,
+        command: Command,
+        forwarded: bool,
+        wait: Duration,
+    ) -> Result<Response, WriteError> {
+        let deadline = Instant::now() + wait;
+        let heartbeat_ms = self.raft.config().heartbeat_interval;
+        // The last refusal a leader gave without proposing: the best words for a timeout.
+        let mut refused: Option<String> = None;
         loop {
             let metrics = self.raft.metrics().borrow().clone();
             if metrics.state == ServerState::Leader {
@@ -101,6 +153,28 @@ impl Writer {
                     self.no_quorum().await
                 {
                     return Err(refusal);
+                }
+                // Gossip takes seconds to notice dead peers; Raft's own acknowledgements tell
+                // at once that this leader lost its majority. Proposing then would leave an
+                // entry that may or may not commit later, so wait without proposing instead.
+                if !quorum_acked_recently(metrics.millis_since_quorum_ack, heartbeat_ms) {
+                    if Instant::now() >= deadline {
+                        return Err(match self.no_quorum().await {
+                            WriteError::NoLeader {
+                                node,
+                                reachable,
+                                voters,
+                            } => WriteError::Unacknowledged {
+                                node,
+                                reachable,
+                                voters,
+                                heartbeat_ms,
+                            },
+                            other => other,
+                        });
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
                 }
                 let remaining = deadline.saturating_duration_since(Instant::now());
                 match tokio::time::timeout(remaining, self.raft.client_write(command.clone())).await {
@@ -114,13 +188,20 @@ impl Writer {
                 return Err(WriteError::NotLeader);
             } else {
                 for addr in self.leader_addrs().await {
-                    if let Some(result) = self.forward(&addr, &command).await {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    if left <= FORWARD_MARGIN {
+                        break;
+                    }
+                    if let Some(result) = self.forward(&addr, &command, left, &mut refused).await {
                         return result;
                     }
                 }
             }
             if Instant::now() >= deadline {
-                return Err(self.no_quorum().await);
+                return Err(match refused {
+                    Some(words) => WriteError::LeaderRefused(words),
+                    None => self.no_quorum().await,
+                });
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
@@ -147,15 +228,24 @@ impl Writer {
         addrs
     }
 
-    /// `None` means "try again": the peer was unreachable or no longer leads.
-    async fn forward(&self, api_addr: &str, command: &Command) -> Option<Result<Response, WriteError>> {
+    /// `None` means "try again": the peer was unreachable, no longer leads, or refused without
+    /// proposing (its words then go to `refused`). The leader gets `left` less a margin, so
+    /// that its answer comes back before this node stops waiting for it.
+    async fn forward(
+        &self,
+        api_addr: &str,
+        command: &Command,
+        left: Duration,
+        refused: &mut Option<String>,
+    ) -> Option<Result<Response, WriteError>> {
         let body = serde_json::to_vec(&ForwardedWrite {
             command: command.clone(),
+            wait_ms: Some((left - FORWARD_MARGIN).as_millis() as u64),
         })
         .expect("commands serialize");
         let answer = match self
             .peer
-            .call(Method::POST, api_addr, FORWARD_PATH, Some(body), Some(WRITE_WAIT))
+            .call(Method::POST, api_addr, FORWARD_PATH, Some(body), Some(left))
             .await
         {
             Ok(answer) => answer,
@@ -165,22 +255,27 @@ impl Writer {
             // Never reached it (or a stranger answered): nothing was proposed there.
             Err(_) => return None,
         };
+        // The leader words its errors for people; pass them on as they are.
+        let message = || {
+            serde_json::from_slice::<serde_json::Value>(&answer.body)
+                .ok()
+                .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_string))
+                .unwrap_or_else(|| String::from_utf8_lossy(&answer.body).into_owned())
+        };
         match answer.status.as_u16() {
             200 => Some(
                 serde_json::from_slice::<Response>(&answer.body)
                     .map_err(|e| WriteError::Raft(format!("undecodable answer from the leader: {e}"))),
             ),
-            409 | 503 => None,
-            _ => {
-                // The leader words its errors for people; pass them on as they are.
-                let message = serde_json::from_slice::<serde_json::Value>(&answer.body)
-                    .ok()
-                    .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_string))
-                    .unwrap_or_else(|| String::from_utf8_lossy(&answer.body).into_owned());
-                Some(Err(WriteError::Raft(format!(
-                    "the leader at {api_addr} refused: {message}"
-                ))))
+            409 => None,
+            503 => {
+                *refused = Some(message());
+                None
             }
+            _ => Some(Err(WriteError::Raft(format!(
+                "the leader at {api_addr} refused: {}",
+                message()
+            )))),
         }
     }
 
@@ -248,6 +343,12 @@ fn refusal(node: String, reachable: usize, voters: usize) -> WriteError {
     }
 }
 
+/// Whether a majority of voters acknowledged this leader within the last
+/// [`QUORUM_ACK_FRESH_HEARTBEATS`] heartbeats (`None`: not since it was elected).
+fn quorum_acked_recently(millis_since_quorum_ack: Option<u64>, heartbeat_ms: u64) -> bool {
+    millis_since_quorum_ack.is_some_and(|ms| ms <= heartbeat_ms * QUORUM_ACK_FRESH_HEARTBEATS)
+}
+
 /// Whether a forwarded write went out but its answer never came back (as opposed to a
 /// connection that was never made).
 fn sent_without_answer(e: &PeerError) -> bool {
@@ -299,6 +400,52 @@ mod tests {
             text.contains("no leader can commit writes: 2 of 5 voters reachable from node n2, a majority (3) is needed; nothing was changed"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn a_leader_without_recent_majority_acknowledgement_proposes_nothing() {
+        assert!(quorum_acked_recently(Some(0), 100));
+        assert!(quorum_acked_recently(Some(1_000), 100));
+        assert!(!quorum_acked_recently(Some(1_001), 100));
+        assert!(quorum_acked_recently(Some(1_001), 400));
+        assert!(!quorum_acked_recently(None, 100));
+    }
+
+    #[test]
+    fn a_leader_its_majority_cannot_answer_in_time_names_the_heartbeat_option() {
+        let text = WriteError::Unacknowledged {
+            node: "n0".into(),
+            reachable: 5,
+            voters: 5,
+            heartbeat_ms: 100,
+        }
+        .to_string();
+        assert!(text.contains("nothing was changed"), "{text}");
+        assert!(text.contains("--raft-heartbeat-ms"), "{text}");
+        assert!(text.contains("5 of them are reachable"), "{text}");
+    }
+
+    #[test]
+    fn a_forwarded_write_gives_the_leader_less_time_than_its_sender_waits() {
+        // A sender from before `wait_ms` sends only the command.
+        let wire = serde_json::to_value(ForwardedWrite {
+            command: Command::Delete { name: "x".into() },
+            wait_ms: None,
+        })
+        .unwrap();
+        assert!(wire.get("wait_ms").is_none(), "{wire}");
+        let old_sender: ForwardedWrite = serde_json::from_value(wire).unwrap();
+        assert_eq!(old_sender.wait(), WRITE_WAIT);
+        let hurried = ForwardedWrite {
+            wait_ms: Some(2_000),
+            ..old_sender.clone()
+        };
+        assert_eq!(hurried.wait(), Duration::from_millis(2_000));
+        let greedy = ForwardedWrite {
+            wait_ms: Some(60_000),
+            ..old_sender
+        };
+        assert_eq!(greedy.wait(), WRITE_WAIT);
     }
 
     #[test]

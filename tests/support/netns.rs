@@ -1,11 +1,16 @@
-//! Hosts in Linux network namespaces on one bridge (MTU 1500), with nftables faults between them, removed again even when a test fails.
+//! Hosts in Linux network namespaces on one bridge (MTU 1500), with nftables partitions and loss and a userspace packet delay between them, removed again even when a test fails.
 #![allow(dead_code)]
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, VecDeque};
 use std::io::Write;
 use std::net::Ipv4Addr;
+use std::os::fd::AsRawFd;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 /// Every namespace, link and table this harness makes starts with this, so a leftover of a
 /// crashed run is recognised and removed by the next one.
@@ -28,7 +33,7 @@ pub fn missing_capabilities() -> Option<String> {
     if unsafe { libc::geteuid() } != 0 {
         missing.push("root (network namespaces and nftables need CAP_NET_ADMIN)".to_string());
     }
-    for (tool, package) in [("ip", "iproute2"), ("nft", "nftables")] {
+    for (tool, package) in [("ip", "iproute2"), ("nft", "nftables"), ("iptables", "iptables")] {
         let found = Command::new(tool)
             .arg("-V")
             .stdout(Stdio::null())
@@ -115,15 +120,22 @@ pub struct Net {
     /// share of packets from other hosts it drops.
     cut: Vec<BTreeSet<usize>>,
     loss: Vec<u8>,
+    /// One delayer per host while packets are delayed.
+    delayers: Vec<Delayer>,
 }
 
 impl Net {
     pub fn create(hosts: usize) -> Net {
+        assert!(
+            hosts <= 30,
+            "hosts must fit 10.77.0.0/27, which the delay rule matches"
+        );
         remove_leftovers();
         let net = Net {
             hosts,
             cut: vec![BTreeSet::new(); hosts],
             loss: vec![0; hosts],
+            delayers: Vec::new(),
         };
         must(&["ip", "netns", "add", HUB]);
         must(&["ip", "-n", HUB, "link", "set", "lo", "up"]);
@@ -250,8 +262,26 @@ impl Net {
         }
     }
 
-    /// Removes every partition and all loss.
+    /// Delays every packet a host receives from another host by `delay` plus up to `jitter`
+    /// (so a round trip between two hosts takes twice that), in the order they arrived.
+    /// Replaces any delay set before.
+    pub fn set_delay(&mut self, delay: Duration, jitter: Duration) {
+        self.clear_delay();
+        for i in 0..self.hosts {
+            self.delayers.push(Delayer::start(i, delay, jitter));
+        }
+    }
+
+    /// Lets every packet through at once again.
+    pub fn clear_delay(&mut self) {
+        for delayer in self.delayers.drain(..) {
+            delayer.stop();
+        }
+    }
+
+    /// Removes every partition, all loss and all delay.
     pub fn heal(&mut self) {
+        self.clear_delay();
         for i in 0..self.hosts {
             self.cut[i].clear();
             self.loss[i] = 0;
@@ -262,6 +292,146 @@ impl Net {
 
 impl Drop for Net {
     fn drop(&mut self) {
+        self.clear_delay();
         remove_leftovers();
+    }
+}
+
+/// Packet delay without netem (this kernel has none, and nftables can only drop or pass): an
+/// iptables rule in the host's namespace queues what it receives from other hosts to
+/// NFQUEUE 0, and a thread of the test process, bound to that queue inside the namespace,
+/// lets each packet through once its delay has passed. `--queue-bypass` passes packets
+/// untouched whenever no thread is bound, so a stopped delayer never blackholes a host.
+struct Delayer {
+    host: usize,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+const QUEUE: u16 = 0;
+
+impl Delayer {
+    fn rule(action: &str) -> Vec<String> {
+        [
+            // Hosts are 10.77.0.1..; the test side (10.77.0.254) is never delayed.
+            "iptables",
+            "-w",
+            action,
+            "INPUT",
+            "-s",
+            "10.77.0.0/27",
+            "-j",
+            "NFQUEUE",
+            "--queue-num",
+            "0",
+            "--queue-bypass",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    }
+
+    fn start(host: usize, delay: Duration, jitter: Duration) -> Delayer {
+        let stop = Arc::new(AtomicBool::new(false));
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let bound = enter_ns(host).and_then(|()| {
+                let mut queue = nfq::Queue::open()?;
+                queue.bind(QUEUE)?;
+                // Only the verdict matters: copy no payload, and pass packets rather than drop
+                // them should the queue ever fill.
+                queue.set_copy_range(QUEUE, 0)?;
+                queue.set_queue_max_len(QUEUE, 65_536)?;
+                queue.set_fail_open(QUEUE, true)?;
+                queue.set_nonblocking(true);
+                Ok(queue)
+            });
+            match bound {
+                Ok(queue) => {
+                    ready_tx.send(Ok(())).unwrap();
+                    delay_loop(queue, delay, jitter, host, &flag);
+                }
+                Err(e) => ready_tx.send(Err(e.to_string())).unwrap(),
+            }
+        });
+        if let Err(e) = ready_rx.recv().unwrap() {
+            panic!("binding NFQUEUE {QUEUE} in {}: {e}", Net::ns(host));
+        }
+        let mut args = vec!["ip".to_string(), "netns".into(), "exec".into(), Net::ns(host)];
+        args.extend(Delayer::rule("-I"));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        must(&args);
+        Delayer {
+            host,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// Removes the rule first, so nothing new is queued, then lets the held packets go.
+    fn stop(mut self) {
+        let mut args = vec![
+            "ip".to_string(),
+            "netns".into(),
+            "exec".into(),
+            Net::ns(self.host),
+        ];
+        args.extend(Delayer::rule("-D"));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let _ = run(&args);
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Moves the calling thread (only it) into host `host`'s network namespace.
+fn enter_ns(host: usize) -> std::io::Result<()> {
+    let ns = std::fs::File::open(Net::ns_path(host))?;
+    // SAFETY: setns on a valid namespace descriptor affects only this thread.
+    if unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Holds each packet until its time has come, keeping arrival order (netem without reordering).
+fn delay_loop(mut queue: nfq::Queue, delay: Duration, jitter: Duration, host: usize, stop: &AtomicBool) {
+    let mut held: VecDeque<(Instant, nfq::Message)> = VecDeque::new();
+    let mut rng = (host as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let jitter_us = jitter.as_micros() as u64;
+    while !stop.load(Ordering::Relaxed) {
+        let mut idle = true;
+        loop {
+            match queue.recv() {
+                Ok(mut msg) => {
+                    idle = false;
+                    msg.set_verdict(nfq::Verdict::Accept);
+                    // xorshift: a spread of delays, the same for every run with the same seed.
+                    rng ^= rng << 13;
+                    rng ^= rng >> 7;
+                    rng ^= rng << 17;
+                    let extra = if jitter_us == 0 { 0 } else { rng % (jitter_us + 1) };
+                    let due = Instant::now() + delay + Duration::from_micros(extra);
+                    let due = held.back().map_or(due, |(last, _)| due.max(*last));
+                    held.push_back((due, msg));
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(e) => panic!("NFQUEUE in {}: {e}", Net::ns(host)),
+            }
+        }
+        let now = Instant::now();
+        while held.front().is_some_and(|(due, _)| *due <= now) {
+            let (_, msg) = held.pop_front().unwrap();
+            queue.verdict(msg).expect("NFQUEUE verdict");
+        }
+        if idle {
+            std::thread::sleep(Duration::from_micros(500));
+        }
+    }
+    for (_, msg) in held {
+        let _ = queue.verdict(msg);
     }
 }
