@@ -36,6 +36,8 @@ struct Fleet {
     net: Net,
     dir: PathBuf,
     started: Instant,
+    /// Whether a host's data dir was wiped in this scenario.
+    wiped: bool,
 }
 
 /// Starts five agents, one per namespace, all seeded with the first two hosts and all voters
@@ -75,6 +77,7 @@ fn fleet_with(scenario: &str, extra: &[&str]) -> Option<Fleet> {
         net,
         dir,
         started,
+        wiped: false,
     };
     fleet.wait_formed(Duration::from_secs(60));
     Some(fleet)
@@ -107,6 +110,16 @@ impl Fleet {
 
     fn leader(&self) -> usize {
         leader_index(&self.cluster)
+    }
+
+    /// The host is re-imaged: its agent and instances die, its data dir is gone, and the agent
+    /// starts again under the same name (so as a new Raft member).
+    fn wipe(&mut self, i: usize) {
+        self.cluster.nodes[i].kill();
+        kill_instances(&self.cluster.nodes[i]);
+        let dir = self.cluster.nodes[i].data_dir.clone();
+        std::fs::remove_dir_all(&dir).unwrap_or_else(|e| panic!("wiping {}: {e}", dir.display()));
+        self.cluster.nodes[i].start();
     }
 
     fn summary(&self, scenario: &str, faults: &str, acknowledged: usize, lost: usize, converge: Duration) {
@@ -298,6 +311,29 @@ fn running(node: &Node) -> BTreeMap<String, BTreeSet<String>> {
         }
     }
     out
+}
+
+/// Kills every instance running under `node` (their whole process groups) behind its agent's
+/// back, as an operator's `kill` or an OOM kill would; returns how many.
+fn kill_instances(node: &Node) -> usize {
+    let dir = node.data_dir.join("process").join("instances");
+    let mut killed = 0;
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.ends_with(".exit.json") || !name.ends_with(".json") {
+            continue;
+        }
+        let pid = std::fs::read(entry.path())
+            .ok()
+            .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+            .and_then(|v| v["pid"].as_i64())
+            .unwrap_or(0) as i32;
+        // SAFETY: the pid is an instance's, which leads its own process group (setsid).
+        if pid > 1 && unsafe { libc::kill(-pid, libc::SIGKILL) } == 0 {
+            killed += 1;
+        }
+    }
+    killed
 }
 
 /// Waits until every node stores exactly `want` and runs one instance of each; returns how long it took.
@@ -999,7 +1035,7 @@ fn random_fault(fleet: &mut Fleet, rng: &mut Rng) -> String {
     for i in (1..HOSTS).rev() {
         hosts.swap(i, rng.below(i + 1));
     }
-    let what = match rng.below(7) {
+    let what = match rng.below(9) {
         0 => {
             fleet.net.partition(&[&hosts[..2], &hosts[2..]]);
             std::thread::sleep(hold);
@@ -1039,6 +1075,19 @@ fn random_fault(fleet: &mut Fleet, rng: &mut Rng) -> String {
             fleet.net.set_delay(one_way, Duration::from_millis(10));
             std::thread::sleep(hold);
             format!("{} ms delay on every link", one_way.as_millis())
+        }
+        6 => {
+            let killed = kill_instances(&fleet.cluster.nodes[hosts[0]]);
+            std::thread::sleep(hold);
+            format!("{killed} instances killed under {}", hosts[0])
+        }
+        // One wipe a run: a wiped voter's old seat counts until it is replaced (30 s), and
+        // three lost seats of five would lose the cluster for good, as Raft must.
+        7 if !fleet.wiped => {
+            fleet.wiped = true;
+            fleet.wipe(hosts[0]);
+            std::thread::sleep(hold);
+            format!("data dir of {} wiped", hosts[0])
         }
         _ => {
             fleet.cluster.nodes[hosts[0]].kill();
