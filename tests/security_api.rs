@@ -141,8 +141,15 @@ fn bad_actors_are_refused_and_change_nothing() {
             other => Err(format!("{other:?}")),
         }
     });
-    let out = n0.cli(&["get", "pods"]);
-    assert!(String::from_utf8_lossy(&out.stdout).contains("PolicyDenied"));
+    // node-0 hears of node-1's refusal by gossip, after node-1 itself lists it.
+    wait_until("node-0 lists the refusal", SETTLE, || {
+        let out = n0.cli(&["get", "pods"]);
+        let table = String::from_utf8_lossy(&out.stdout).into_owned();
+        table
+            .contains("PolicyDenied")
+            .then_some(())
+            .ok_or(format!("{table}{}", stderr(&out)))
+    });
 
     let before = snapshot(n0);
     let url = |path: &str| format!("{}{path}", n0.server());
