@@ -389,3 +389,52 @@ fn a_dead_voter_is_replaced_after_the_grace_period_and_a_wiped_node_rejoins() {
     let out = node.cli(&["apply", "-f", file.to_str().unwrap()]);
     assert!(out.status.success(), "{}", stderr(&out));
 }
+
+/// A wiped host used to come back at its old address before its old seat was replaced and
+/// answer the Raft messages meant for that seat with its new, empty log: the leader saw a
+/// member's log shrink and its Raft core stopped for good (found by fault scenario 7).
+#[test]
+fn a_wiped_node_back_at_its_address_is_not_taken_for_the_member_it_replaced() {
+    let mut cluster = Cluster::start_seeded(3, 1, &["--dead-voter-grace", "3"]);
+    let leader = wait_for_cluster(&cluster, 3);
+    let dir = cluster.root.path().to_path_buf();
+    let v1 = manifest(&dir, "agent", "agent:1", "");
+    let out = cluster.nodes[0].cli(&["apply", "-f", v1.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    wait_for_ds(&cluster, &["agent"]);
+
+    // A follower's host is re-imaged and back at once, well within the dead-voter grace.
+    let idx = cluster.nodes.iter().position(|n| n.name != leader).unwrap();
+    cluster.nodes[idx].kill();
+    cluster.nodes[idx].kill_instances();
+    std::fs::remove_dir_all(&cluster.nodes[idx].data_dir).unwrap();
+    cluster.nodes[idx].start();
+
+    // Every node keeps taking writes, the new member gets the store, and takes the old seat.
+    for (k, i) in [0, 1, 2, 0].into_iter().enumerate() {
+        let file = manifest(&dir, "agent", &format!("agent:{}", k + 2), "");
+        wait_until("a write after the wipe", Duration::from_secs(30), || {
+            let out = cluster.nodes[i].cli(&["apply", "-f", file.to_str().unwrap()]);
+            if out.status.success() {
+                Ok(())
+            } else {
+                Err(stderr(&out))
+            }
+        });
+    }
+    wait_for_cluster(&cluster, 3);
+    wait_for_ds(&cluster, &["agent"]);
+    for node in &cluster.nodes {
+        let log = std::fs::read_to_string(&node.log).unwrap();
+        assert!(
+            !log.contains("panicked"),
+            "{} panicked:\n{}",
+            node.name,
+            log.lines()
+                .filter(|l| l.contains("panicked"))
+                .take(3)
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+    }
+}

@@ -3,7 +3,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -54,25 +54,39 @@ fn now() -> u64 {
 
 // ---- between nodes ----
 
+/// 421 Misdirected Request: the sender counts this node as unreachable for that member.
+fn refuse_misdirected(s: &ApiState, to: &network::Addressee) -> Result<(), ApiError> {
+    match network::misdirected(&s.control.raft, to) {
+        Some(why) => Err(ApiError(StatusCode::MISDIRECTED_REQUEST, why)),
+        None => Ok(()),
+    }
+}
+
 pub async fn raft_append(
     State(s): State<ApiState>,
+    Query(to): Query<network::Addressee>,
     Json(req): Json<crate::control::types::AppendEntriesRequest>,
-) -> impl IntoResponse {
-    Json(network::handle_append(&s.control.raft, req).await)
+) -> Result<impl IntoResponse, ApiError> {
+    refuse_misdirected(&s, &to)?;
+    Ok(Json(network::handle_append(&s.control.raft, req).await))
 }
 
 pub async fn raft_vote(
     State(s): State<ApiState>,
+    Query(to): Query<network::Addressee>,
     Json(req): Json<crate::control::types::VoteRequest>,
-) -> impl IntoResponse {
-    Json(network::handle_vote(&s.control.raft, req).await)
+) -> Result<impl IntoResponse, ApiError> {
+    refuse_misdirected(&s, &to)?;
+    Ok(Json(network::handle_vote(&s.control.raft, req).await))
 }
 
 pub async fn raft_snapshot(
     State(s): State<ApiState>,
+    Query(to): Query<network::Addressee>,
     Json(req): Json<network::SnapshotRequest>,
-) -> impl IntoResponse {
-    Json(network::handle_snapshot(&s.control.raft, req).await)
+) -> Result<impl IntoResponse, ApiError> {
+    refuse_misdirected(&s, &to)?;
+    Ok(Json(network::handle_snapshot(&s.control.raft, req).await))
 }
 
 pub async fn store_copy(State(s): State<ApiState>) -> Json<Store> {

@@ -27,6 +27,26 @@ use crate::control::types::{
 };
 use crate::security::peer::{PeerError, PeerHttp};
 
+/// The Raft member a request is meant for (`?to=ID`); older senders leave it out.
+#[derive(Debug, Default, Deserialize)]
+pub struct Addressee {
+    pub to: Option<NodeId>,
+}
+
+/// Why a Raft request must not be answered here, if it must not: it names another Raft member
+/// than this node. A host whose data dir was wiped comes back at the same address as a new
+/// member with an empty log; were it to answer for the member it replaced, a leader would see
+/// that member's log shrink (openraft stops on that) and a candidate could count a vote from
+/// a log that lost committed entries.
+pub fn misdirected(raft: &Raft, to: &Addressee) -> Option<String> {
+    let me = raft.metrics().borrow().id;
+    to.to.filter(|id| *id != me).map(|id| {
+        format!(
+            "this node is Raft member {me}, not {id}: the member at this address was replaced (its data dir is new); the leader replaces the old member once it has been gone for the dead-voter grace"
+        )
+    })
+}
+
 pub const APPEND_PATH: &str = "/raft/append";
 pub const VOTE_PATH: &str = "/raft/vote";
 pub const SNAPSHOT_PATH: &str = "/raft/snapshot";
@@ -131,10 +151,18 @@ impl HttpPeer {
         E: DeserializeOwned,
     {
         let body = serde_json::to_vec(req).map_err(|e| Failure::Network(NetworkError::new(&e)))?;
+        // Addressed to the Raft member, not just the address: see `misdirected`.
+        let path = format!("{path}?to={}", self.target);
         let answer = self
             .network
             .peer
-            .call(Method::POST, &self.node.api_addr, path, Some(body), Some(timeout))
+            .call(
+                Method::POST,
+                &self.node.api_addr,
+                &path,
+                Some(body),
+                Some(timeout),
+            )
             .await
             .map_err(|e| match e {
                 PeerError::Transfer { .. } => Failure::Network(NetworkError::new(&e)),
@@ -147,7 +175,7 @@ impl HttpPeer {
         if !status.is_success() {
             let msg = format!(
                 "{} ({}): HTTP {status}: {}",
-                self.network.peer.url(&self.node.api_addr, path),
+                self.network.peer.url(&self.node.api_addr, &path),
                 self.node.name,
                 String::from_utf8_lossy(&answer.body)
                     .chars()

@@ -387,9 +387,29 @@ impl Cluster {
 impl Drop for Cluster {
     fn drop(&mut self) {
         if std::thread::panicking() {
+            // The temp dir goes with the cluster: keep the whole logs, and show any panic of an
+            // agent, which the tails may have scrolled past.
+            let kept = std::env::temp_dir().join(format!("everynode-failed-{}", std::process::id()));
+            let _ = fs::create_dir_all(&kept);
             for node in &self.nodes {
                 eprintln!("---- last log lines of {} ----\n{}", node.name, node.log_tail(20));
+                let _ = fs::copy(&node.log, kept.join(format!("{}.log", node.name)));
+                let text = fs::read_to_string(&node.log).unwrap_or_default();
+                let lines: Vec<&str> = text.lines().collect();
+                for (i, _) in lines
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, l)| l.contains("panicked at"))
+                    .take(3)
+                {
+                    eprintln!(
+                        "---- {} panicked ----\n{}",
+                        node.name,
+                        lines[i..(i + 4).min(lines.len())].join("\n")
+                    );
+                }
             }
+            eprintln!("---- whole agent logs kept in {} ----", kept.display());
         }
         for node in &mut self.nodes {
             node.kill();
