@@ -3,9 +3,8 @@
 //! Run with `cargo bench --bench control`. Environment knobs: `BENCH_FAILOVERS` (leader kills,
 //! default 10), `BENCH_WRITES` (sequential writes per latency series, default 300),
 //! `BENCH_CLIENTS` (concurrent clients, default 16), `BENCH_SUSTAIN_SECS` (seconds per throughput
-//! run, default 5), `BENCH_GOSSIP_MS` (default: the product's). The agents inherit the
-//! environment, so `EVERYNODE_RAFT_HEARTBEAT_MS=400` measures slower Raft timings; the failover
-//! target is 10 heartbeats (1 s at the default 100 ms).
+//! run, default 5), `BENCH_GOSSIP_MS` and `BENCH_RAFT_HEARTBEAT_MS` (default: the product's);
+//! the failover target is 10 heartbeats (1 s at the default 100 ms).
 //!
 //! The DaemonSets written select no node (`nodeSelector` on a label nobody has), so the figures
 //! are those of the control plane alone: validation, forwarding, Raft replication and the fsyncs
@@ -65,6 +64,8 @@ struct Agent {
     log: PathBuf,
     /// The cluster secret file every agent of the run shares.
     secret: PathBuf,
+    /// `--raft-heartbeat-ms`.
+    heartbeat_ms: u64,
     child: Option<Child>,
 }
 
@@ -86,6 +87,7 @@ impl Agent {
             .arg("--cluster-secret-file")
             .arg(&self.secret)
             .args(["--gossip-interval-ms", &gossip_ms.to_string()])
+            .args(["--raft-heartbeat-ms", &self.heartbeat_ms.to_string()])
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log);
@@ -430,15 +432,10 @@ fn main() {
         .expect("default node settings")
         .gossip_interval;
     let gossip_ms = env_u64("BENCH_GOSSIP_MS", default_gossip.as_millis() as u64);
-    // What the agents will resolve from the inherited environment.
-    let heartbeat = NodeConfig::resolve(&AgentFlags {
-        raft_heartbeat_ms: std::env::var("EVERYNODE_RAFT_HEARTBEAT_MS")
-            .ok()
-            .and_then(|v| v.parse().ok()),
-        ..AgentFlags::default()
-    })
-    .expect("EVERYNODE_RAFT_HEARTBEAT_MS between 20 and 5000")
-    .raft_heartbeat;
+    let heartbeat = Duration::from_millis(env_u64(
+        "BENCH_RAFT_HEARTBEAT_MS",
+        everynode::config::DEFAULT_RAFT_HEARTBEAT_MS,
+    ));
     let target_failover_p50 = heartbeat * TARGET_FAILOVER_HEARTBEATS;
     let cores = std::thread::available_parallelism().map_or(1, |c| c.get());
 
@@ -457,6 +454,7 @@ fn main() {
                 data_dir: root.path().join(format!("node-{i}")),
                 log: root.path().join(format!("node-{i}.log")),
                 secret: secret_file.clone(),
+                heartbeat_ms: heartbeat.as_millis() as u64,
                 child: None,
             }
         })
