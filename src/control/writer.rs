@@ -81,8 +81,7 @@ pub enum WriteError {
     /// This node leads and a majority looks alive in gossip, yet no majority answered its Raft
     /// messages: round trips longer than the heartbeat, or traffic passing one way only.
     #[error(
-        "node {node} leads, but no majority of the {voters} voters answered its Raft messages within {heartbeat_ms} ms for the last {}s although {reachable} of them are reachable by gossip; nothing was changed. If round trips between nodes can exceed {heartbeat_ms} ms, raise --raft-heartbeat-ms (raft_heartbeat_ms) on every node; otherwise check that every node reaches the others' API port",
-        WRITE_WAIT.as_secs()
+        "node {node} leads, but no majority of the {voters} voters answered its Raft messages within {heartbeat_ms} ms while this write waited, although {reachable} of them are reachable by gossip; nothing was changed. If round trips between nodes can exceed {heartbeat_ms} ms, raise --raft-heartbeat-ms (raft_heartbeat_ms) on every node; otherwise check that every node reaches the others' API port"
     )]
     Unacknowledged {
         node: String,
