@@ -336,6 +336,50 @@ fn kill_instances(node: &Node) -> usize {
     killed
 }
 
+/// Applies `file` on `node` until acknowledged, failing once writes have stopped committing for
+/// two minutes since `t0` (`during` says under what). Returns how long the acknowledged apply
+/// took and how many were retried before it.
+fn apply_until_acknowledged(node: &Node, file: &Path, t0: Instant, during: &str) -> (Duration, usize) {
+    let mut retried = 0;
+    loop {
+        let started = Instant::now();
+        match apply(node, file) {
+            (Outcome::Ok, _) => return (started.elapsed(), retried),
+            (_, err) => {
+                retried += 1;
+                assert!(
+                    t0.elapsed() < Duration::from_secs(120),
+                    "writes stopped committing {during}: {err}"
+                );
+            }
+        }
+    }
+}
+
+/// Lists the members every node sees and notes in `seen` each one not alive; returns how many
+/// listings answered.
+fn record_not_alive(fleet: &Fleet, t0: Instant, seen: &mut Vec<String>) -> usize {
+    let mut polls = 0;
+    for node in &fleet.cluster.nodes {
+        let Ok(members) = json(node, &["members", "-o", "json"]) else {
+            continue;
+        };
+        polls += 1;
+        for m in members.as_array().into_iter().flatten() {
+            if m["state"] != "alive" {
+                seen.push(format!(
+                    "{} saw {} {} after {:.0}s",
+                    node.name,
+                    m["name"],
+                    m["state"],
+                    t0.elapsed().as_secs_f64()
+                ));
+            }
+        }
+    }
+    polls
+}
+
 /// Waits until every node stores exactly `want` and runs one instance of each; returns how long it took.
 fn wait_converged(fleet: &Fleet, want: &BTreeMap<String, String>, timeout: Duration) -> Duration {
     let t0 = Instant::now();
@@ -676,39 +720,12 @@ fn s5_twenty_percent_loss_declares_nobody_dead_and_writes_commit() {
         let version = format!("v{k}");
         let name = format!("loss{}", k % 4);
         let file = write_manifest(&dir, &name, &version, 0);
-        let node = fleet.node(k % HOSTS);
-        loop {
-            match apply(node, &file) {
-                (Outcome::Ok, _) => break,
-                (_, err) => {
-                    retried += 1;
-                    assert!(
-                        t0.elapsed() < Duration::from_secs(120),
-                        "writes stopped committing under loss: {err}"
-                    );
-                }
-            }
-        }
+        let (_, retries) = apply_until_acknowledged(fleet.node(k % HOSTS), &file, t0, "under loss");
+        retried += retries;
         acknowledged += 1;
         want.insert(name, version);
         k += 1;
-        for node in &fleet.cluster.nodes {
-            let Ok(members) = json(node, &["members", "-o", "json"]) else {
-                continue;
-            };
-            polls += 1;
-            for m in members.as_array().into_iter().flatten() {
-                if m["state"] != "alive" {
-                    dead_seen.push(format!(
-                        "{} saw {} {} after {:.0}s",
-                        node.name,
-                        m["name"],
-                        m["state"],
-                        t0.elapsed().as_secs_f64()
-                    ));
-                }
-            }
-        }
+        polls += record_not_alive(&fleet, t0, &mut dead_seen);
         std::thread::sleep(Duration::from_millis(500));
     }
     assert!(
@@ -823,37 +840,18 @@ fn delayed_links(fleet: &mut Fleet, one_way: Duration, jitter: Duration) -> (Str
         let version = format!("v{k}");
         let name = format!("slow{}", k % 3);
         let file = write_manifest(&dir, &name, &version, 0);
-        let node = fleet.node(k % HOSTS);
-        loop {
-            let started = Instant::now();
-            match apply(node, &file) {
-                (Outcome::Ok, _) => {
-                    latencies.push(started.elapsed());
-                    break;
-                }
-                (_, err) => {
-                    retried += 1;
-                    assert!(
-                        t0.elapsed() < Duration::from_secs(120),
-                        "writes stopped committing with {one_way:?} delay: {err}"
-                    );
-                }
-            }
-        }
+        let (took, retries) = apply_until_acknowledged(
+            fleet.node(k % HOSTS),
+            &file,
+            t0,
+            &format!("with {one_way:?} delay"),
+        );
+        latencies.push(took);
+        retried += retries;
         acknowledged += 1;
         want.insert(name, version);
         k += 1;
-        for node in &fleet.cluster.nodes {
-            let Ok(members) = json(node, &["members", "-o", "json"]) else {
-                continue;
-            };
-            polls += 1;
-            for m in members.as_array().into_iter().flatten() {
-                if m["state"] != "alive" {
-                    dead_seen.push(format!("{} saw {} {}", node.name, m["name"], m["state"]));
-                }
-            }
-        }
+        polls += record_not_alive(fleet, t0, &mut dead_seen);
         std::thread::sleep(Duration::from_millis(300));
     }
     let status = cli_within(

@@ -17,18 +17,21 @@ use everynode::control::network::{
 };
 use everynode::control::store::{Command, Store};
 use everynode::control::types::{
-    AppendEntriesRequest, ClientWriteError, ClientWriteResponse, Entry, EntryPayload, LogId, NodeId,
-    RPCError, RaftError, Vote, VoteRequest,
+    AppendEntriesRequest, Entry, EntryPayload, LogId, NodeId, RPCError, Vote, VoteRequest,
 };
 use everynode::control::{open, raft_config, Raft, RaftNode};
 use everynode::security::node_auth::NodeAuth;
 use everynode::security::peer::PeerHttp;
 use everynode::security::secret::ClusterSecret;
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
-use openraft::{CommittedLeaderId, ServerState};
+use openraft::CommittedLeaderId;
 use tempfile::TempDir;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+
+#[path = "support/raft_write.rs"]
+mod raft_write;
+use raft_write::write_through_leader;
 
 const KEY: [u8; 32] = [7; 32];
 const SETTLE: Duration = Duration::from_secs(5);
@@ -121,42 +124,6 @@ async fn wait_store(node: &Node, what: &str, pred: impl FnMut(&Arc<Store>) -> bo
     (**store).clone()
 }
 
-/// Writes `cmd` through whichever of `nodes` leads now, and returns that node's id with the
-/// response. Leadership can move between finding the leader and writing (a heartbeat late on
-/// a loaded machine starts an election): the node asked then answers ForwardToLeader, having
-/// taken nothing, and the write is sent again to the new leader.
-async fn write_through_leader(nodes: &BTreeMap<NodeId, Node>, cmd: Command) -> (NodeId, ClientWriteResponse) {
-    let deadline = tokio::time::Instant::now() + SETTLE;
-    loop {
-        // The leader of the highest term: a deposed one may not have noticed yet.
-        let leader = nodes
-            .values()
-            .map(|n| n.raft.metrics().borrow().clone())
-            .filter(|m| m.state == ServerState::Leader)
-            .max_by_key(|m| m.current_term)
-            .map(|m| m.id);
-        let why = match leader {
-            None => "no leader".to_string(),
-            Some(id) => {
-                let attempt = tokio::time::timeout_at(deadline, nodes[&id].raft.client_write(cmd.clone()));
-                match attempt.await {
-                    Ok(Ok(resp)) => return (id, resp),
-                    Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f)))) => {
-                        format!("{id} no longer leads: {f}")
-                    }
-                    Ok(Err(e)) => panic!("writing {cmd:?} through {id}: {e}"),
-                    Err(_) => panic!("writing {cmd:?} through {id} took over {SETTLE:?}"),
-                }
-            }
-        };
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "no leader took {cmd:?} within {SETTLE:?}: {why}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_nodes_replicate_over_http_and_a_newcomer_gets_a_snapshot() {
     let mut nodes = BTreeMap::new();
@@ -177,7 +144,7 @@ async fn three_nodes_replicate_over_http_and_a_newcomer_gets_a_snapshot() {
         set: [("image".to_string(), "busybox".to_string())].into(),
         remove: Default::default(),
     };
-    let (took, resp) = write_through_leader(&nodes, put).await;
+    let (took, resp) = write_through_leader(nodes.values().map(|n| &n.raft), put, SETTLE).await;
     let last = resp.log_id.index;
     let leader = &nodes[&took].raft;
     for node in nodes.values() {

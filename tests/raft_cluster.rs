@@ -9,19 +9,23 @@ use std::time::Duration;
 use everynode::control::network::{handle_append, handle_snapshot, handle_vote, SnapshotRequest};
 use everynode::control::store::{Command, Store};
 use everynode::control::types::{
-    AppendEntriesRequest, AppendEntriesResponse, ClientWriteError, ClientWriteResponse, Fatal, NodeId,
-    RPCError, RaftError, Snapshot, SnapshotResponse, Vote, VoteRequest, VoteResponse,
+    AppendEntriesRequest, AppendEntriesResponse, Fatal, NodeId, RPCError, RaftError, Snapshot,
+    SnapshotResponse, Vote, VoteRequest, VoteResponse,
 };
 use everynode::control::{open, raft_config, Raft, RaftNode, TypeConfig};
 use openraft::error::{InstallSnapshotError, RemoteError, ReplicationClosed, StreamingError, Unreachable};
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{InstallSnapshotRequest, InstallSnapshotResponse};
-use openraft::{OptionalSend, ServerState};
+use openraft::OptionalSend;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::json;
 use tempfile::TempDir;
 use tokio::sync::watch;
+
+#[path = "support/raft_write.rs"]
+mod raft_write;
+use raft_write::write_through_leader;
 
 /// Upper bound for anything the cluster should do by itself (elect, replicate, converge).
 const SETTLE: Duration = Duration::from_secs(5);
@@ -212,42 +216,6 @@ async fn leader_seen_by(node: &Node, not: Option<NodeId>) -> NodeId {
     metrics.current_leader.unwrap()
 }
 
-/// Writes `cmd` through whichever of `nodes` leads now, and returns that node with the
-/// response. Leadership can move between finding the leader and writing (a heartbeat late on
-/// a loaded machine starts an election): the node asked then answers ForwardToLeader, having
-/// taken nothing, and the write is sent again to the new leader.
-async fn write_through_leader(nodes: &[&Node], cmd: Command) -> (NodeId, ClientWriteResponse) {
-    let deadline = tokio::time::Instant::now() + SETTLE;
-    loop {
-        // The leader of the highest term: a deposed one may not have noticed yet.
-        let leader = nodes
-            .iter()
-            .map(|n| (*n, n.raft.metrics().borrow().clone()))
-            .filter(|(_, m)| m.state == ServerState::Leader)
-            .max_by_key(|(_, m)| m.current_term)
-            .map(|(n, m)| (n, m.id));
-        let why = match leader {
-            None => "no leader".to_string(),
-            Some((node, id)) => {
-                let attempt = tokio::time::timeout_at(deadline, node.raft.client_write(cmd.clone()));
-                match attempt.await {
-                    Ok(Ok(resp)) => return (id, resp),
-                    Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f)))) => {
-                        format!("{id} no longer leads: {f}")
-                    }
-                    Ok(Err(e)) => panic!("writing {cmd:?} through {id}: {e}"),
-                    Err(_) => panic!("writing {cmd:?} through {id} took over {SETTLE:?}"),
-                }
-            }
-        };
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "no leader took {cmd:?} within {SETTLE:?}: {why}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 /// Waits until every one of `nodes` names the same leader, and returns it.
 async fn one_leader_seen_by(nodes: &[&Node]) -> NodeId {
     let deadline = tokio::time::Instant::now() + SETTLE;
@@ -292,7 +260,7 @@ async fn writes_survive_leader_loss_and_minority_cannot_commit() {
     let nodes = start_cluster(&router, &[1, 2, 3]).await;
 
     let all: Vec<&Node> = nodes.values().collect();
-    let (old_leader, _) = write_through_leader(&all, put("a", json!(1))).await;
+    let (old_leader, _) = write_through_leader(all.iter().map(|n| &n.raft), put("a", json!(1)), SETTLE).await;
     for node in nodes.values() {
         store_where(node, "a replicated", |s| s.nodes.contains_key("a")).await;
     }
@@ -305,7 +273,7 @@ async fn writes_survive_leader_loss_and_minority_cannot_commit() {
         .collect();
     let new_leader = leader_seen_by(survivors[0], Some(old_leader)).await;
     assert_ne!(new_leader, old_leader);
-    let (_, resp) = write_through_leader(&survivors, put("b", json!(2))).await;
+    let (_, resp) = write_through_leader(survivors.iter().map(|n| &n.raft), put("b", json!(2)), SETTLE).await;
     let committed_at = resp.log_id.index;
     for node in &survivors {
         store_where(node, "b replicated to the majority", |s| {
@@ -336,7 +304,7 @@ async fn writes_survive_leader_loss_and_minority_cannot_commit() {
 
     // Converged: one more write, then every store is identical and the unacknowledged
     // minority write is gone (truncated away on the old leader).
-    let last = write_through_leader(&all, put("d", json!(4)))
+    let last = write_through_leader(all.iter().map(|n| &n.raft), put("d", json!(4)), SETTLE)
         .await
         .1
         .log_id
@@ -365,7 +333,12 @@ async fn a_node_behind_the_purged_log_catches_up_from_a_snapshot() {
     let mut last = 0;
     let mut took_last = 0;
     for i in 0..5 {
-        let (id, resp) = write_through_leader(&all, put(&format!("k{i}"), json!(i))).await;
+        let (id, resp) = write_through_leader(
+            all.iter().map(|n| &n.raft),
+            put(&format!("k{i}"), json!(i)),
+            SETTLE,
+        )
+        .await;
         (took_last, last) = (id, resp.log_id.index);
     }
     let leader = &nodes[&took_last].raft;

@@ -53,6 +53,17 @@ pub enum PeerError {
 }
 
 impl PeerError {
+    /// Sorts a transport error: no connection or no answer in time is `Unreachable`, anything
+    /// else (a reset mid-transfer, a broken body) is `Transfer`.
+    fn of(url: &str, source: reqwest::Error) -> PeerError {
+        let url = url.to_string();
+        if source.is_connect() || source.is_timeout() {
+            PeerError::Unreachable { url, source }
+        } else {
+            PeerError::Transfer { url, source }
+        }
+    }
+
     /// Down, refusing, or timed out, as opposed to a failure after the request went out.
     pub fn is_unreachable(&self) -> bool {
         matches!(self, PeerError::Unreachable { .. })
@@ -141,38 +152,18 @@ impl PeerHttp {
         if let Some(s) = &signed {
             req = req.header(REQUEST_HEADER, &s.header);
         }
-        let resp = req.body(body).send().await.map_err(|source| {
-            if source.is_connect() || source.is_timeout() {
-                PeerError::Unreachable {
-                    url: url.clone(),
-                    source,
-                }
-            } else {
-                PeerError::Transfer {
-                    url: url.clone(),
-                    source,
-                }
-            }
-        })?;
+        let resp = req
+            .body(body)
+            .send()
+            .await
+            .map_err(|source| PeerError::of(&url, source))?;
         let status = resp.status();
         let answer_mac = resp
             .headers()
             .get(ANSWER_HEADER)
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
-        let body = resp.bytes().await.map_err(|source| {
-            if source.is_timeout() {
-                PeerError::Unreachable {
-                    url: url.clone(),
-                    source,
-                }
-            } else {
-                PeerError::Transfer {
-                    url: url.clone(),
-                    source,
-                }
-            }
-        })?;
+        let body = resp.bytes().await.map_err(|source| PeerError::of(&url, source))?;
         if let (Some(auth), Some(signed), true) = (&self.auth, &signed, status.is_success()) {
             auth.verify_answer(&signed.nonce, status.as_u16(), answer_mac.as_deref(), &body)
                 .map_err(|source| PeerError::Unauthentic {

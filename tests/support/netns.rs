@@ -311,9 +311,15 @@ struct Delayer {
 const QUEUE: u16 = 0;
 
 impl Delayer {
-    fn rule(action: &str) -> Vec<String> {
-        [
-            // Hosts are 10.77.0.1..; the test side (10.77.0.254) is never delayed.
+    /// Inserts (`-I`) or deletes (`-D`) host `host`'s queueing rule.
+    fn rule(host: usize, action: &str) -> Result<(), String> {
+        let ns = Net::ns(host);
+        // Hosts are 10.77.0.1..; the test side (10.77.0.254) is never delayed.
+        run(&[
+            "ip",
+            "netns",
+            "exec",
+            &ns,
             "iptables",
             "-w",
             action,
@@ -325,10 +331,7 @@ impl Delayer {
             "--queue-num",
             "0",
             "--queue-bypass",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect()
+        ])
     }
 
     fn start(host: usize, delay: Duration, jitter: Duration) -> Delayer {
@@ -358,10 +361,7 @@ impl Delayer {
         if let Err(e) = ready_rx.recv().unwrap() {
             panic!("binding NFQUEUE {QUEUE} in {}: {e}", Net::ns(host));
         }
-        let mut args = vec!["ip".to_string(), "netns".into(), "exec".into(), Net::ns(host)];
-        args.extend(Delayer::rule("-I"));
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        must(&args);
+        Delayer::rule(host, "-I").unwrap_or_else(|e| panic!("setting up the network: {e}"));
         Delayer {
             host,
             stop,
@@ -371,15 +371,7 @@ impl Delayer {
 
     /// Removes the rule first, so nothing new is queued, then lets the held packets go.
     fn stop(mut self) {
-        let mut args = vec![
-            "ip".to_string(),
-            "netns".into(),
-            "exec".into(),
-            Net::ns(self.host),
-        ];
-        args.extend(Delayer::rule("-D"));
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let _ = run(&args);
+        let _ = Delayer::rule(self.host, "-D");
         self.stop.store(true, Ordering::Relaxed);
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
