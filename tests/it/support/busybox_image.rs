@@ -1,5 +1,4 @@
 //! A busybox image built locally for Docker tests: Debian's static busybox in a `FROM scratch` image (no registry is reachable).
-#![allow(dead_code)]
 
 use std::path::PathBuf;
 

@@ -23,8 +23,7 @@ use serde_json::json;
 use tempfile::TempDir;
 use tokio::sync::watch;
 
-#[path = "support/raft_write.rs"]
-mod raft_write;
+use crate::support::raft_write;
 use raft_write::write_through_leader;
 
 /// Upper bound for anything the cluster should do by itself (elect, replicate, converge).
@@ -256,6 +255,7 @@ fn put(key: &str, value: serde_json::Value) -> Command {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn writes_survive_leader_loss_and_minority_cannot_commit() {
+    let _machine = crate::support::shared_machine();
     let router = Router::default();
     let nodes = start_cluster(&router, &[1, 2, 3]).await;
 
@@ -327,6 +327,7 @@ async fn writes_survive_leader_loss_and_minority_cannot_commit() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_behind_the_purged_log_catches_up_from_a_snapshot() {
+    let _machine = crate::support::shared_machine();
     let router = Router::default();
     let nodes = start_cluster(&router, &[1, 2, 3]).await;
     let all: Vec<&Node> = nodes.values().collect();

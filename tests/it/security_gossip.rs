@@ -11,7 +11,7 @@ use everynode::membership::secure::SecureUdpTransport;
 use everynode::membership::{keys, GossipStats, MemberState, Membership, MembershipConfig};
 use everynode::security::secret::ClusterSecret;
 
-mod support;
+use crate::support;
 
 const GOSSIP_INTERVAL: Duration = Duration::from_millis(100);
 const DEADLINE: Duration = Duration::from_secs(20);
@@ -67,6 +67,7 @@ fn rejected(node: &Membership, reason: usize) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_with_another_secret_is_never_a_member_and_sees_nothing() {
+    let _machine = crate::support::shared_machine();
     let seed = addr();
     let a = start("a", seed, &[], "the-cluster-secret-1234").await;
     let b = start("b", addr(), &[seed], "the-cluster-secret-1234").await;
@@ -99,6 +100,7 @@ async fn a_node_with_another_secret_is_never_a_member_and_sees_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forged_and_plaintext_packets_are_dropped_and_counted() {
+    let _machine = crate::support::shared_machine();
     let listen = addr();
     let node = start("target", listen, &[], "the-cluster-secret-1234").await;
     // A genuine chitchat Syn in plaintext, as an unmodified chitchat node would send it.
@@ -132,6 +134,7 @@ async fn forged_and_plaintext_packets_are_dropped_and_counted() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replayed_packet_is_dropped() {
+    let _machine = crate::support::shared_machine();
     // A tap poses as a seed: the node sends it sealed Syn packets, which it then replays.
     let tap = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let sender = start(
@@ -175,6 +178,7 @@ async fn a_replayed_packet_is_dropped() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_state_larger_than_one_datagram_replicates_sealed() {
+    let _machine = crate::support::shared_machine();
     let seed = addr();
     let a = start("a", seed, &[], "the-cluster-secret-1234").await;
     // 400 statuses of ~450 bytes: ~180 kB, so chitchat fills whole 65 507-byte messages,

@@ -81,6 +81,7 @@ impl Drop for KillOnDrop {
 
 #[test]
 fn a_restarted_agent_adopts_the_running_process_instead_of_restarting_it() {
+    let _machine = crate::support::shared_machine();
     let dir = tempfile::tempdir().unwrap();
     // The first "agent" lives in its own tokio runtime, dropped like an agent that exits.
     let first = {
@@ -158,6 +159,7 @@ fn a_restarted_agent_adopts_the_running_process_instead_of_restarting_it() {
 
 #[tokio::test]
 async fn stop_lets_a_process_that_handles_sigterm_finish_within_its_grace() {
+    let _machine = crate::support::shared_machine();
     let dir = tempfile::tempdir().unwrap();
     let rt = ProcessRuntime::new(dir.path()).unwrap();
     let i = rt
@@ -195,6 +197,7 @@ async fn stop_lets_a_process_that_handles_sigterm_finish_within_its_grace() {
 
 #[tokio::test]
 async fn stop_sigkills_the_whole_group_once_the_grace_period_is_over() {
+    let _machine = crate::support::shared_machine();
     let dir = tempfile::tempdir().unwrap();
     let work = tempfile::tempdir().unwrap();
     let rt = ProcessRuntime::new(dir.path()).unwrap();
@@ -246,6 +249,7 @@ async fn stop_sigkills_the_whole_group_once_the_grace_period_is_over() {
 
 #[tokio::test]
 async fn a_crashing_process_reports_its_exit_code() {
+    let _machine = crate::support::shared_machine();
     let dir = tempfile::tempdir().unwrap();
     let rt = ProcessRuntime::new(dir.path()).unwrap();
     let i = rt.create_and_start(&spec("n1", "exit 7")).await.unwrap();
@@ -264,6 +268,7 @@ async fn a_crashing_process_reports_its_exit_code() {
 
 #[tokio::test]
 async fn exec_runs_with_the_instance_env_and_returns_the_exit_code() {
+    let _machine = crate::support::shared_machine();
     let dir = tempfile::tempdir().unwrap();
     let rt = ProcessRuntime::new(dir.path()).unwrap();
     let mut s = spec("n1", "exec sleep 300");
@@ -310,6 +315,7 @@ async fn exec_runs_with_the_instance_env_and_returns_the_exit_code() {
 
 #[tokio::test]
 async fn specs_the_process_runtime_cannot_run_are_invalid_not_fatal() {
+    let _machine = crate::support::shared_machine();
     let dir = tempfile::tempdir().unwrap();
     let rt = ProcessRuntime::new(dir.path()).unwrap();
 
@@ -337,6 +343,7 @@ async fn specs_the_process_runtime_cannot_run_are_invalid_not_fatal() {
 
 #[tokio::test]
 async fn run_as_user_switches_user_when_the_agent_is_root() {
+    let _machine = crate::support::shared_machine();
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
         eprintln!("SKIP run_as_user_switches_user_when_the_agent_is_root: needs root to switch users");
@@ -389,11 +396,12 @@ fn agent_process_helper() {
 
 #[tokio::test]
 async fn children_outlive_the_agent_process_that_started_them() {
+    let _machine = crate::support::shared_machine();
     let dir = tempfile::tempdir().unwrap();
     let out = std::process::Command::new(std::env::current_exe().unwrap())
         .args([
             "--exact",
-            "agent_process_helper",
+            "runtime_process::agent_process_helper",
             "--nocapture",
             "--test-threads=1",
         ])
@@ -429,6 +437,7 @@ async fn children_outlive_the_agent_process_that_started_them() {
 
 #[tokio::test]
 async fn instances_do_not_inherit_the_agents_open_descriptors() {
+    let _machine = crate::support::shared_machine();
     let dir = tempfile::tempdir().unwrap();
     let rt = ProcessRuntime::new(dir.path()).unwrap();
     // A descriptor without close-on-exec, like a lock file a supervisor passed down to the agent.
@@ -454,6 +463,7 @@ async fn instances_do_not_inherit_the_agents_open_descriptors() {
 
 #[tokio::test]
 async fn a_process_whose_record_was_never_written_is_killed_by_the_next_agent() {
+    let _machine = crate::support::shared_machine();
     let dir = tempfile::tempdir().unwrap();
     let other_dir = tempfile::tempdir().unwrap();
     let rt = ProcessRuntime::new(dir.path()).unwrap();
@@ -508,6 +518,7 @@ async fn a_process_whose_record_was_never_written_is_killed_by_the_next_agent() 
 
 #[tokio::test]
 async fn follow_logs_streams_new_output_and_ends_when_the_process_exits() {
+    let _machine = crate::support::shared_machine();
     use futures_util::StreamExt;
     let dir = tempfile::tempdir().unwrap();
     let rt = ProcessRuntime::new(dir.path()).unwrap();

@@ -6,8 +6,7 @@
 //!
 //! With no engine the tests print a loud SKIP, except under `CI=true` where they fail.
 
-#[path = "support/busybox_image.rs"]
-mod busybox_image;
+use crate::support::busybox_image;
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::{Read, Write};
@@ -189,6 +188,7 @@ async fn prepare_images(rt: DockerRuntime) {
 
 #[tokio::test]
 async fn containers_start_list_with_labels_coexist_across_revisions_stop_and_remove() {
+    let _machine = crate::support::shared_machine();
     let Some(fx) = Fixture::new("lifecycle").await else {
         return;
     };
@@ -293,6 +293,7 @@ async fn containers_start_list_with_labels_coexist_across_revisions_stop_and_rem
 
 #[tokio::test]
 async fn env_mounts_user_workdir_and_limits_reach_the_container() {
+    let _machine = crate::support::shared_machine();
     let Some(fx) = Fixture::new("config").await else {
         return;
     };
@@ -408,6 +409,7 @@ async fn env_mounts_user_workdir_and_limits_reach_the_container() {
 
 #[tokio::test]
 async fn host_port_publishes_the_container_port_on_the_host() {
+    let _machine = crate::support::shared_machine();
     let Some(fx) = Fixture::new("hostport").await else {
         return;
     };
@@ -457,6 +459,7 @@ async fn host_port_publishes_the_container_port_on_the_host() {
 
 #[tokio::test]
 async fn a_missing_image_is_an_image_pull_error_not_a_crash() {
+    let _machine = crate::support::shared_machine();
     let Some(fx) = Fixture::new("pull").await else {
         return;
     };
@@ -491,6 +494,7 @@ async fn a_missing_image_is_an_image_pull_error_not_a_crash() {
 
 #[tokio::test]
 async fn a_crashed_container_reports_its_exit_code_and_a_bad_command_is_refused() {
+    let _machine = crate::support::shared_machine();
     let Some(fx) = Fixture::new("crash").await else {
         return;
     };
@@ -529,6 +533,7 @@ async fn a_crashed_container_reports_its_exit_code_and_a_bad_command_is_refused(
 
 #[tokio::test]
 async fn followed_logs_stream_new_output_until_the_container_exits() {
+    let _machine = crate::support::shared_machine();
     let Some(fx) = Fixture::new("follow").await else {
         return;
     };

@@ -1,5 +1,4 @@
 //! Helpers for rollout tests: apply and wait, find the leader, and a sampler that feeds the budget checker from the leader's view of every node.
-#![allow(dead_code)]
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};

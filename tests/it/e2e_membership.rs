@@ -1,6 +1,6 @@
 //! End to end: real agents on loopback join, see a killed node dead, and see it back once restarted.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 
@@ -8,6 +8,7 @@ use support::{wait_until, Cluster};
 
 #[test]
 fn five_agents_join_see_a_killed_node_dead_and_its_restart_once() {
+    let _machine = crate::support::shared_machine();
     let mut cluster = Cluster::start(5);
     let all: Vec<String> = (0..5).map(|i| format!("node-{i}")).collect();
 
@@ -81,6 +82,7 @@ fn five_agents_join_see_a_killed_node_dead_and_its_restart_once() {
 
 #[test]
 fn sigterm_stops_a_node_cleanly_and_metrics_count_members() {
+    let _machine = crate::support::shared_machine();
     let mut cluster = Cluster::start(2);
     let node = &cluster.nodes[0];
     wait_until("two members alive", Duration::from_secs(20), || {

@@ -14,7 +14,7 @@
 //! Node `node-0` always has the lowest seed address, so it is the one the bootstrap rule lets
 //! form the cluster; the orders below are named after where it starts.
 
-mod support;
+use crate::support;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
@@ -435,78 +435,93 @@ async fn five(order: [usize; 5], voters: usize, gap: Duration) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_nodes_started_at_once_form_one_cluster() {
+    let _machine = crate::support::shared_machine();
     let case = Case::new("3 nodes at once", 3, 3, 3);
     race(case, &[0, 1, 2], Duration::ZERO).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_nodes_staggered_seed_first() {
+    let _machine = crate::support::shared_machine();
     three([0, 1, 2]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_nodes_staggered_seed_first_others_reversed() {
+    let _machine = crate::support::shared_machine();
     three([0, 2, 1]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_nodes_staggered_seed_second() {
+    let _machine = crate::support::shared_machine();
     three([1, 0, 2]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_nodes_staggered_seed_second_others_reversed() {
+    let _machine = crate::support::shared_machine();
     three([2, 0, 1]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_nodes_staggered_seed_last() {
+    let _machine = crate::support::shared_machine();
     three([1, 2, 0]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_nodes_staggered_in_reverse() {
+    let _machine = crate::support::shared_machine();
     three([2, 1, 0]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn five_nodes_started_at_once_form_one_cluster_of_three_voters() {
+    let _machine = crate::support::shared_machine();
     five([0, 1, 2, 3, 4], 3, Duration::ZERO).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn five_nodes_started_at_once_form_one_cluster_of_five_voters() {
+    let _machine = crate::support::shared_machine();
     five([0, 1, 2, 3, 4], 5, Duration::ZERO).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn five_nodes_staggered_seed_first() {
+    let _machine = crate::support::shared_machine();
     five([0, 1, 2, 3, 4], 5, Duration::from_millis(300)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn five_nodes_staggered_seed_last() {
+    let _machine = crate::support::shared_machine();
     five([1, 2, 3, 4, 0], 5, Duration::from_millis(300)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn five_nodes_staggered_in_reverse() {
+    let _machine = crate::support::shared_machine();
     five([4, 3, 2, 1, 0], 3, Duration::from_millis(300)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn five_nodes_staggered_non_seeds_first_seed_in_the_middle() {
+    let _machine = crate::support::shared_machine();
     five([3, 4, 1, 0, 2], 3, Duration::from_millis(300)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn five_nodes_staggered_seed_after_a_long_wait() {
+    let _machine = crate::support::shared_machine();
     // The others have listened for longer than the discovery window before the seed comes.
     five([2, 4, 1, 3, 0], 5, Duration::from_millis(600)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_nodes_with_bootstrap_expect_staggered_seed_last() {
+    let _machine = crate::support::shared_machine();
     // The bootstrap node forms only once it sees all three, with all three voting at once.
     let mut case = Case::new("3 nodes, bootstrap-expect 3, order [2, 1, 0]", 3, 3, 3);
     case.bootstrap_expect = 3;

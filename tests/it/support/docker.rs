@@ -1,5 +1,4 @@
 //! Helpers for tests against the real Docker engine: connect (or skip loudly, or fail under CI), build the test images, list a cluster's containers, and clean up.
-#![allow(dead_code)]
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
@@ -11,7 +10,7 @@ use bollard::query_parameters::{
 use bollard::Docker;
 use futures_util::StreamExt;
 
-use crate::busybox_image;
+use crate::support::busybox_image;
 
 pub const IMAGE_V1: &str = "everynode-e2e/busybox:v1";
 pub const IMAGE_V2: &str = "everynode-e2e/busybox:v2";

@@ -138,6 +138,7 @@ async fn shutdown_all(nodes: &[Membership]) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fifty_nodes_seeded_by_one_converge_to_one_view() {
+    let _machine = crate::support::shared_machine();
     const N: usize = 50;
     let transport = ChannelTransport::with_mtu(UDP_MTU);
     let nodes = start_cluster(N, &transport).await;
@@ -178,6 +179,7 @@ async fn fifty_nodes_seeded_by_one_converge_to_one_view() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cut_off_node_is_seen_dead_then_alive_again_once_links_return() {
+    let _machine = crate::support::shared_machine();
     const N: usize = 20;
     // Not the seed: peers must rediscover it through gossip, not through their seed list.
     const CUT: usize = 7;

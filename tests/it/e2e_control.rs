@@ -1,38 +1,20 @@
 //! End to end: real agents form one Raft cluster, accept writes on any node, spread the store to every node, and refuse writes without a majority.
 
-mod support;
+use crate::support;
 
 use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::Duration;
 
 use serde_json::Value;
+use support::manifest::Manifest;
 use support::{wait_until, Cluster, Node};
 
-fn manifest(dir: &Path, name: &str, image: &str, extra_spec: &str) -> PathBuf {
-    let path = dir.join(format!("{name}-{}.yaml", image.replace([':', '/'], "-")));
-    let yaml = format!(
-        "apiVersion: apps/v1
-kind: DaemonSet
-metadata:
-  name: {name}
-  annotations:
-    kubernetes.io/change-cause: deploy {image}
-spec:
-  selector:
-    matchLabels: {{app: {name}}}
-  template:
-    metadata:
-      labels: {{app: {name}}}
-    spec:
-{extra_spec}      containers:
-      - name: main
-        image: {image}
-        command: [sleep, '3600']
-"
-    );
-    std::fs::write(&path, yaml).unwrap();
-    path
+fn manifest(dir: &Path, name: &str, image: &str) -> PathBuf {
+    Manifest::new(name)
+        .image(image)
+        .change_cause(&format!("deploy {image}"))
+        .write(dir, &format!("{name}-{}.yaml", image.replace([':', '/'], "-")))
 }
 
 fn stdout(out: &Output) -> String {
@@ -118,6 +100,7 @@ fn wait_for_ds(cluster: &Cluster, want: &[&str]) {
 
 #[test]
 fn a_lone_node_forms_its_own_cluster_and_leads_it() {
+    let _machine = crate::support::shared_machine();
     let root = tempfile::tempdir().unwrap();
     let mut node = Node::new(
         root.path(),
@@ -133,7 +116,7 @@ fn a_lone_node_forms_its_own_cluster_and_leads_it() {
             Err(format!("{r:?}"))
         }
     });
-    let file = manifest(root.path(), "agent", "agent:1", "");
+    let file = manifest(root.path(), "agent", "agent:1");
     let out = node.cli(&["apply", "-f", file.to_str().unwrap()]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(stdout(&out).trim(), "daemonset.apps/agent created");
@@ -141,6 +124,7 @@ fn a_lone_node_forms_its_own_cluster_and_leads_it() {
 
 #[test]
 fn nodes_started_together_form_one_cluster_and_any_node_takes_writes() {
+    let _machine = crate::support::shared_machine();
     let mut cluster = Cluster::start_seeded(5, 3, &[]);
     let leader = wait_for_cluster(&cluster, 3);
     let dir = cluster.root.path().to_path_buf();
@@ -156,7 +140,7 @@ fn nodes_started_together_form_one_cluster_and_any_node_takes_writes() {
                 .any(|(name, role)| name == &n.name && role == "non-voter")
         })
         .expect("with 5 nodes and 3 voters, two are plain members");
-    let v1 = manifest(&dir, "agent", "agent:1", "");
+    let v1 = manifest(&dir, "agent", "agent:1");
     let out = plain.cli(&["apply", "-f", v1.to_str().unwrap()]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(stdout(&out).trim(), "daemonset.apps/agent created");
@@ -169,7 +153,7 @@ fn nodes_started_together_form_one_cluster_and_any_node_takes_writes() {
         "{}",
         stderr(&out)
     );
-    let v2 = manifest(&dir, "agent", "agent:2", "");
+    let v2 = manifest(&dir, "agent", "agent:2");
     let out = cluster.nodes[1].cli(&["apply", "-f", v2.to_str().unwrap()]);
     assert_eq!(
         stdout(&out).trim(),
@@ -212,7 +196,7 @@ fn nodes_started_together_form_one_cluster_and_any_node_takes_writes() {
     let bad = dir.join("bad.yaml");
     std::fs::write(
         &bad,
-        format!("{}---\napiVersion: apps/v1\nkind: DaemonSet\nmetadata: {{name: broken}}\nspec: {{templat: {{}}}}\n", std::fs::read_to_string(manifest(&dir, "other", "other:1", "")).unwrap()),
+        format!("{}---\napiVersion: apps/v1\nkind: DaemonSet\nmetadata: {{name: broken}}\nspec: {{templat: {{}}}}\n", std::fs::read_to_string(manifest(&dir, "other", "other:1")).unwrap()),
     )
     .unwrap();
     let out = cluster.nodes[2].cli(&["apply", "-f", bad.to_str().unwrap()]);
@@ -239,7 +223,7 @@ fn nodes_started_together_form_one_cluster_and_any_node_takes_writes() {
     let leader_idx = cluster.nodes.iter().position(|n| n.name == leader).unwrap();
     cluster.nodes[leader_idx].kill();
     let other = cluster.nodes.iter().find(|n| n.is_running()).unwrap();
-    let v3 = manifest(&dir, "agent", "agent:3", "");
+    let v3 = manifest(&dir, "agent", "agent:3");
     wait_until("a write after the leader died", Duration::from_secs(30), || {
         let out = other.cli(&["apply", "-f", v3.to_str().unwrap()]);
         if out.status.success() {
@@ -256,10 +240,11 @@ fn nodes_started_together_form_one_cluster_and_any_node_takes_writes() {
 
 #[test]
 fn a_minority_refuses_writes_but_serves_reads_and_a_restart_keeps_the_store() {
+    let _machine = crate::support::shared_machine();
     let mut cluster = Cluster::start_seeded(5, 3, &["--voters", "5"]);
     wait_for_cluster(&cluster, 5);
     let dir = cluster.root.path().to_path_buf();
-    let v1 = manifest(&dir, "agent", "agent:1", "");
+    let v1 = manifest(&dir, "agent", "agent:1");
     let out = cluster.nodes[0].cli(&["apply", "-f", v1.to_str().unwrap()]);
     assert!(out.status.success(), "{}", stderr(&out));
     wait_for_ds(&cluster, &["agent"]);
@@ -284,7 +269,7 @@ fn a_minority_refuses_writes_but_serves_reads_and_a_restart_keeps_the_store() {
             },
         );
     }
-    let v2 = manifest(&dir, "agent", "agent:2", "");
+    let v2 = manifest(&dir, "agent", "agent:2");
     for i in [1, 3] {
         let out = cluster.nodes[i].cli(&["apply", "-f", v2.to_str().unwrap()]);
         assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
@@ -329,6 +314,7 @@ fn cluster_view(node: &Node) -> Result<Value, String> {
 
 #[test]
 fn a_dead_voter_is_replaced_after_the_grace_period_and_a_wiped_node_rejoins() {
+    let _machine = crate::support::shared_machine();
     let mut cluster = Cluster::start_seeded(4, 1, &["--dead-voter-grace", "2"]);
     let leader = wait_for_cluster(&cluster, 3);
     let view = cluster_view(&cluster.nodes[0]).unwrap();
@@ -385,7 +371,7 @@ fn a_dead_voter_is_replaced_after_the_grace_period_and_a_wiped_node_rejoins() {
             Err(format!("alive {alive}, entries {}, view {view}", me.len()))
         }
     });
-    let file = manifest(cluster.root.path(), "after", "after:1", "");
+    let file = manifest(cluster.root.path(), "after", "after:1");
     let out = node.cli(&["apply", "-f", file.to_str().unwrap()]);
     assert!(out.status.success(), "{}", stderr(&out));
 }
@@ -395,10 +381,11 @@ fn a_dead_voter_is_replaced_after_the_grace_period_and_a_wiped_node_rejoins() {
 /// member's log shrink and its Raft core stopped for good (found by fault scenario 7).
 #[test]
 fn a_wiped_node_back_at_its_address_is_not_taken_for_the_member_it_replaced() {
+    let _machine = crate::support::shared_machine();
     let mut cluster = Cluster::start_seeded(3, 1, &["--dead-voter-grace", "3"]);
     let leader = wait_for_cluster(&cluster, 3);
     let dir = cluster.root.path().to_path_buf();
-    let v1 = manifest(&dir, "agent", "agent:1", "");
+    let v1 = manifest(&dir, "agent", "agent:1");
     let out = cluster.nodes[0].cli(&["apply", "-f", v1.to_str().unwrap()]);
     assert!(out.status.success(), "{}", stderr(&out));
     wait_for_ds(&cluster, &["agent"]);
@@ -412,7 +399,7 @@ fn a_wiped_node_back_at_its_address_is_not_taken_for_the_member_it_replaced() {
 
     // Every node keeps taking writes, the new member gets the store, and takes the old seat.
     for (k, i) in [0, 1, 2, 0].into_iter().enumerate() {
-        let file = manifest(&dir, "agent", &format!("agent:{}", k + 2), "");
+        let file = manifest(&dir, "agent", &format!("agent:{}", k + 2));
         wait_until("a write after the wipe", Duration::from_secs(30), || {
             let out = cluster.nodes[i].cli(&["apply", "-f", file.to_str().unwrap()]);
             if out.status.success() {

@@ -1,8 +1,7 @@
 //! End to end rolling updates with the process runtime: waves within budget (checked by sampling every node's status), a leader killed mid-rollout, failure with pause and with rollback, undo, pause/resume, restart, history and OnDelete.
 
-#[path = "support/rollout.rs"]
-mod rollout_support;
-mod support;
+use crate::support;
+use crate::support::rollout as rollout_support;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -11,6 +10,7 @@ use std::time::Duration;
 use everynode::rollout::invariant::BudgetChecker;
 use rollout_support::{apply, leader_index, pods, rollout, run_ok, wait_revision, Sampler};
 use serde_json::Value;
+use support::manifest::Manifest;
 use support::{wait_until, Cluster};
 
 struct Spec<'a> {
@@ -19,52 +19,29 @@ struct Spec<'a> {
     script: &'a str,
     strategy: &'a str,
     min_ready: u64,
-    annotations: &'a str,
+    annotations: &'a [(&'a str, &'a str)],
 }
 
 fn write_manifest(dir: &Path, name: &str, s: &Spec) -> PathBuf {
-    let path = dir.join(format!("{name}-{}.yaml", s.version));
-    let yaml = format!(
-        "apiVersion: apps/v1
-kind: DaemonSet
-metadata:
-  name: {name}
-  annotations:
-    kubernetes.io/change-cause: deploy {version}
-{annotations}
-spec:
-  selector:
-    matchLabels: {{app: {name}}}
-  minReadySeconds: {min_ready}
-  updateStrategy:
-{strategy}
-  template:
-    metadata:
-      labels: {{app: {name}}}
-    spec:
-      terminationGracePeriodSeconds: 1
-      containers:
-      - name: main
-        image: busybox:1
-        command: [sh, -c, '{script}']
-        env:
-        - {{name: VERSION, value: {version}}}
-",
-        version = s.version,
-        annotations = s.annotations,
-        min_ready = s.min_ready,
-        strategy = s.strategy,
-        script = s.script,
-    );
-    std::fs::write(&path, yaml).unwrap();
-    path
+    let mut m = Manifest::new(name)
+        .change_cause(&format!("deploy {}", s.version))
+        .min_ready(s.min_ready)
+        .strategy(s.strategy)
+        .script(s.script)
+        .env("VERSION", s.version);
+    for (key, value) in s.annotations {
+        m = m.annotation(key, value);
+    }
+    m.write(dir, &format!("{name}-{}.yaml", s.version))
 }
 
-const ROLLING_1: &str = "    type: RollingUpdate\n    rollingUpdate: {maxUnavailable: 1}";
+const ROLLING_1: &str = "type: RollingUpdate\nrollingUpdate: {maxUnavailable: 1}";
 const HEALTHY: &str = "exec sleep 3600";
+const DEADLINE: &str = "everynode.io/progress-deadline-seconds";
 
 #[test]
 fn rolling_update_keeps_the_budget_and_a_new_leader_finishes_it() {
+    let _machine = crate::support::shared_machine();
     let mut cluster = Cluster::start_seeded(5, 1, &[]);
     let dir = cluster.root.path().to_path_buf();
     let v1 = Spec {
@@ -72,7 +49,7 @@ fn rolling_update_keeps_the_budget_and_a_new_leader_finishes_it() {
         script: HEALTHY,
         strategy: ROLLING_1,
         min_ready: 2,
-        annotations: "",
+        annotations: &[],
     };
     apply(&cluster.nodes[0], &write_manifest(&dir, "agent", &v1));
     wait_revision(&cluster.nodes[0], "agent", 1, 5);
@@ -157,6 +134,7 @@ fn rolling_update_keeps_the_budget_and_a_new_leader_finishes_it() {
 
 #[test]
 fn failed_rollouts_pause_or_roll_back_and_undo_pause_resume_restart_work() {
+    let _machine = crate::support::shared_machine();
     let cluster = Cluster::start_seeded(4, 1, &[]);
     let dir = cluster.root.path().to_path_buf();
     let n0 = &cluster.nodes[0];
@@ -165,7 +143,7 @@ fn failed_rollouts_pause_or_roll_back_and_undo_pause_resume_restart_work() {
         script: HEALTHY,
         strategy: ROLLING_1,
         min_ready: 1,
-        annotations: "    everynode.io/progress-deadline-seconds: \"4\"",
+        annotations: &[(DEADLINE, "4")],
     };
     apply(n0, &write_manifest(&dir, "web", &good("v1")));
     wait_revision(n0, "web", 1, 4);
@@ -211,8 +189,7 @@ fn failed_rollouts_pause_or_roll_back_and_undo_pause_resume_restart_work() {
 
     // With on-failure: rollback the broken wave comes back by itself.
     let rollback = Spec {
-        annotations:
-            "    everynode.io/progress-deadline-seconds: \"4\"\n    everynode.io/on-failure: rollback",
+        annotations: &[(DEADLINE, "4"), ("everynode.io/on-failure", "rollback")],
         ..broken
     };
     apply(n0, &write_manifest(&dir, "web", &rollback));
@@ -230,17 +207,23 @@ fn failed_rollouts_pause_or_roll_back_and_undo_pause_resume_restart_work() {
     // Pause holds the waves; resume finishes them.
     let slow = Spec {
         min_ready: 3,
-        annotations: "",
+        annotations: &[],
         ..good("v3")
     };
     apply(n0, &write_manifest(&dir, "web", &slow));
     run_ok(n0, &["rollout", "pause", "ds", "web"]);
-    std::thread::sleep(Duration::from_secs(5));
-    let r = rollout(n0, "web");
-    assert_eq!(r["phase"], "Paused", "{r}");
-    assert!(
-        r["updated"].as_u64() <= Some(1),
-        "paused after at most one wave: {r}"
+    support::holds_for(
+        "the paused rollout holding at one wave",
+        Duration::from_secs(5),
+        "a wave takes an instance start plus minReadySeconds 3, so another would have begun",
+        || {
+            let r = rollout(n0, "web");
+            if r["phase"] == "Paused" && r["updated"].as_u64() <= Some(1) {
+                Ok(())
+            } else {
+                Err(format!("paused after at most one wave: {r}"))
+            }
+        },
     );
     let out = n0.cli(&["rollout", "status", "ds", "web", "--timeout", "1"]);
     assert!(!out.status.success());
@@ -266,24 +249,32 @@ fn failed_rollouts_pause_or_roll_back_and_undo_pause_resume_restart_work() {
 
 #[test]
 fn on_delete_moves_a_node_only_when_its_instance_is_deleted() {
+    let _machine = crate::support::shared_machine();
     let cluster = Cluster::start_seeded(3, 1, &[]);
     let dir = cluster.root.path().to_path_buf();
     let n0 = &cluster.nodes[0];
     let v1 = Spec {
         version: "v1",
         script: HEALTHY,
-        strategy: "    type: OnDelete",
+        strategy: "type: OnDelete",
         min_ready: 0,
-        annotations: "",
+        annotations: &[],
     };
     apply(n0, &write_manifest(&dir, "ondel", &v1));
     wait_revision(n0, "ondel", 1, 3);
     apply(n0, &write_manifest(&dir, "ondel", &Spec { version: "v2", ..v1 }));
-    std::thread::sleep(Duration::from_secs(3));
-    let pods1 = pods(n0, "ondel").unwrap();
-    assert!(
-        pods1.iter().all(|p| p["revision"] == 1),
-        "nothing moves by itself: {pods1:?}"
+    support::holds_for(
+        "OnDelete leaving every instance on revision 1",
+        Duration::from_secs(3),
+        "with minReadySeconds 0 a RollingUpdate would have moved a node within 2 s",
+        || {
+            let pods = pods(n0, "ondel")?;
+            if pods.iter().all(|p| p["revision"] == 1) {
+                Ok(())
+            } else {
+                Err(format!("nothing moves by itself: {pods:?}"))
+            }
+        },
     );
     let out = n0.cli(&["rollout", "status", "ds", "ondel", "--timeout", "1"]);
     assert!(!out.status.success(), "OnDelete waits for deletes");
@@ -324,15 +315,16 @@ fn running_instances(node: &support::Node) -> usize {
 
 #[test]
 fn surge_starts_the_new_instance_beside_the_old_one() {
+    let _machine = crate::support::shared_machine();
     let cluster = Cluster::start_seeded(3, 1, &[]);
     let dir = cluster.root.path().to_path_buf();
     let n0 = &cluster.nodes[0];
     let v1 = Spec {
         version: "v1",
         script: HEALTHY,
-        strategy: "    type: RollingUpdate\n    rollingUpdate: {maxUnavailable: 0, maxSurge: 1}",
+        strategy: "type: RollingUpdate\nrollingUpdate: {maxUnavailable: 0, maxSurge: 1}",
         min_ready: 2,
-        annotations: "",
+        annotations: &[],
     };
     apply(n0, &write_manifest(&dir, "surge", &v1));
     wait_revision(n0, "surge", 1, 3);

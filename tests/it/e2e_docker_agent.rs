@@ -2,11 +2,8 @@
 //!
 //! With no engine the test prints a loud SKIP, except under `CI=true` where it fails.
 
-#[path = "support/busybox_image.rs"]
-mod busybox_image;
-#[path = "support/docker.rs"]
-mod docker_support;
-mod support;
+use crate::support;
+use crate::support::docker as docker_support;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -14,38 +11,17 @@ use std::time::Duration;
 use bollard::query_parameters::KillContainerOptionsBuilder;
 use docker_support::{build_images, containers, running_by_node, Cleanup, IMAGE_V1};
 use serde_json::Value;
+use support::manifest::Manifest;
 use support::{wait_until, Cluster, Node};
 
 const LABEL_VALUE: &str = "e2e-docker-agent";
 
 fn manifest(dir: &Path, name: &str, image: &str) -> PathBuf {
-    let path = dir.join(format!("{name}.yaml"));
-    let yaml = format!(
-        "apiVersion: apps/v1
-kind: DaemonSet
-metadata:
-  name: {name}
-spec:
-  selector:
-    matchLabels: {{app: {name}}}
-  template:
-    metadata:
-      labels: {{app: {name}}}
-    spec:
-      terminationGracePeriodSeconds: 1
-      containers:
-      - name: main
-        image: {image}
-        imagePullPolicy: IfNotPresent
-        command: [sh, -c, 'exec sleep 3600']
-        env:
-        - name: NODE_NAME
-          valueFrom:
-            fieldRef: {{fieldPath: spec.nodeName}}
-"
-    );
-    std::fs::write(&path, yaml).unwrap();
-    path
+    Manifest::new(name)
+        .local_image(image)
+        .script("exec sleep 3600")
+        .node_name_env("NODE_NAME")
+        .write(dir, &format!("{name}.yaml"))
 }
 
 fn pods(node: &Node, ds: &str) -> Result<Vec<Value>, String> {
@@ -59,6 +35,7 @@ fn pods(node: &Node, ds: &str) -> Result<Vec<Value>, String> {
 
 #[test]
 fn docker_agents_converge_recreate_adopt_report_pull_errors_evict_and_remove() {
+    let _machine = crate::support::shared_machine();
     let Some((rt, docker)) = docker_support::connect("e2e_docker_agent") else {
         return;
     };
@@ -131,11 +108,18 @@ fn docker_agents_converge_recreate_adopt_report_pull_errors_evict_and_remove() {
             Err(format!("{p:?}"))
         }
     });
-    std::thread::sleep(Duration::from_secs(2));
-    assert_eq!(
-        running_by_node(&docker, &rt, &cluster_name),
-        before,
-        "agent restart kept ids"
+    support::holds_for(
+        "the restarted agent keeping every container id",
+        Duration::from_secs(2),
+        "the agent resyncs every second, so two resyncs have seen the containers",
+        || {
+            let now = running_by_node(&docker, &rt, &cluster_name);
+            if now == before {
+                Ok(())
+            } else {
+                Err(format!("{now:?} != {before:?}"))
+            }
+        },
     );
 
     // A missing image is a status, and the agent stays healthy.

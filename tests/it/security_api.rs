@@ -1,6 +1,6 @@
 //! Bad actors against real agents: no token, a wrong token, a read-only token writing, forged and replayed node requests, oversized and malicious manifests, a node with another secret, bad secret files; then the cluster is shown unchanged. Also the node-local policy and TLS.
 
-mod support;
+use crate::support;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -102,6 +102,7 @@ spec:
 
 #[test]
 fn bad_actors_are_refused_and_change_nothing() {
+    let _machine = crate::support::shared_machine();
     // node-1's owner refuses privileged containers; node-0's does not.
     let cluster = Cluster::start_seeded_with(2, 1, |i| {
         if i == 1 {
@@ -339,6 +340,7 @@ fn bad_actors_are_refused_and_change_nothing() {
 
 #[test]
 fn a_node_with_another_secret_stays_outside() {
+    let _machine = crate::support::shared_machine();
     let cluster = Cluster::start_seeded(1, 1, &[]);
     let n0 = &cluster.nodes[0];
     wait_formed(n0, 1);
@@ -350,16 +352,22 @@ fn a_node_with_another_secret_stays_outside() {
     );
     stranger.start();
     wait_until("the stranger to serve its API", SETTLE, || stranger.members());
-    std::thread::sleep(Duration::from_secs(4));
-    let names = |node: &Node| -> Vec<String> {
-        node.members()
-            .unwrap()
+    let names = |node: &Node| -> Result<Vec<String>, String> {
+        Ok(node
+            .members()?
             .iter()
             .map(|m| m["name"].as_str().unwrap().to_string())
-            .collect()
+            .collect())
     };
-    assert_eq!(names(n0), ["node-0"]);
-    assert_eq!(names(&stranger), ["stranger"]);
+    support::holds_for(
+        "each side listing only itself",
+        Duration::from_secs(4),
+        "twenty gossip rounds of 200 ms: the stranger has sent n0 many packets",
+        || match (names(n0)?, names(&stranger)?) {
+            (a, b) if a == ["node-0"] && b == ["stranger"] => Ok(()),
+            (a, b) => Err(format!("n0 lists {a:?}, the stranger {b:?}")),
+        },
+    );
     // It cannot read the cluster's API with its own token either.
     let (code, _) = http(
         "GET",
@@ -387,6 +395,7 @@ fn a_node_with_another_secret_stays_outside() {
 
 #[test]
 fn bad_secret_files_stop_the_agent_with_exit_code_2() {
+    let _machine = crate::support::shared_machine();
     let dir = tempfile::tempdir().unwrap();
     let secret = dir.path().join("secret");
     for (content, mode, needle) in [
@@ -428,6 +437,7 @@ fn bad_secret_files_stop_the_agent_with_exit_code_2() {
 
 #[test]
 fn a_lone_agent_makes_its_secret_and_the_cli_finds_the_token() {
+    let _machine = crate::support::shared_machine();
     let root = tempfile::tempdir().unwrap();
     let mut node = Node::new(root.path(), "solo", vec![]);
     node.secret = None;
@@ -524,6 +534,7 @@ fn make_certs(dir: &Path) {
 
 #[test]
 fn with_tls_the_cluster_forms_over_https_and_the_cli_needs_the_ca() {
+    let _machine = crate::support::shared_machine();
     let certs = tempfile::tempdir().unwrap();
     make_certs(certs.path());
     let path = |name: &str| certs.path().join(name).to_str().unwrap().to_string();

@@ -1,6 +1,6 @@
 //! Bad input to the binary: a one-line error naming the flag, file, line or address, exit code 2, nothing started.
 
-mod support;
+use crate::support;
 
 use std::net::{TcpListener, UdpSocket};
 use std::process::Output;
@@ -64,6 +64,7 @@ fn assert_bad_input(out: &Output, needles: &[&str]) {
 
 #[test]
 fn malformed_flags_are_refused_with_exit_code_2() {
+    let _machine = crate::support::shared_machine();
     let cases: &[(&[&str], &[&str])] = &[
         (&["--bogus"], &["--bogus"]),
         (&["--taint", "x:Sometimes"], &["--taint", "Sometimes"]),
@@ -84,6 +85,7 @@ fn malformed_flags_are_refused_with_exit_code_2() {
 
 #[test]
 fn environment_variables_are_validated_like_flags() {
+    let _machine = crate::support::shared_machine();
     let dir = tempfile::tempdir().unwrap();
     let out = everynode()
         .args(["agent", "--data-dir"])
@@ -96,6 +98,7 @@ fn environment_variables_are_validated_like_flags() {
 
 #[test]
 fn config_file_problems_name_the_file_and_line() {
+    let _machine = crate::support::shared_machine();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("node.toml");
     std::fs::write(
@@ -121,6 +124,7 @@ fn config_file_problems_name_the_file_and_line() {
 
 #[test]
 fn ports_in_use_are_refused() {
+    let _machine = crate::support::shared_machine();
     let tcp = TcpListener::bind("127.0.0.1:0").unwrap();
     let api = tcp.local_addr().unwrap().to_string();
     assert_bad_input(&agent(&["--api-addr", &api]), &[&api, "--api-addr"]);
@@ -132,6 +136,7 @@ fn ports_in_use_are_refused() {
 
 #[test]
 fn cli_without_a_server_says_where_it_looked() {
+    let _machine = crate::support::shared_machine();
     let port = free_port();
     let out = everynode()
         .args(["members", "--server", &format!("http://127.0.0.1:{port}")])
@@ -156,6 +161,7 @@ fn cli_without_a_server_says_where_it_looked() {
 
 #[test]
 fn flags_win_over_environment_which_wins_over_the_file() {
+    let _machine = crate::support::shared_machine();
     let root = tempfile::tempdir().unwrap();
     let config = root.path().join("node.toml");
     std::fs::write(
@@ -197,6 +203,7 @@ fn flags_win_over_environment_which_wins_over_the_file() {
 
 #[test]
 fn a_data_dir_in_use_is_refused() {
+    let _machine = crate::support::shared_machine();
     let root = tempfile::tempdir().unwrap();
     let mut node = Node::new(root.path(), "owner", vec![]);
     node.start();

@@ -2,13 +2,9 @@
 //!
 //! With no engine the test prints a loud SKIP, except under `CI=true` where it fails.
 
-#[path = "support/busybox_image.rs"]
-mod busybox_image;
-#[path = "support/docker.rs"]
-mod docker_support;
-#[path = "support/rollout.rs"]
-mod rollout_support;
-mod support;
+use crate::support;
+use crate::support::docker as docker_support;
+use crate::support::rollout as rollout_support;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -17,48 +13,31 @@ use std::time::Duration;
 use docker_support::{build_images, containers, Cleanup, IMAGE_V1, IMAGE_V2};
 use everynode::rollout::invariant::BudgetChecker;
 use rollout_support::{apply, leader_index, pods, rollout, run_ok, wait_revision, Sampler};
+use support::manifest::Manifest;
 use support::{wait_until, Cluster};
 
 const LABEL_VALUE: &str = "e2e-docker-rollout";
 const BROKEN: &str = "everynode-e2e/busybox:does-not-exist";
 
-fn manifest(dir: &Path, tag: &str, image: &str, strategy: &str, annotations: &str) -> PathBuf {
-    let path = dir.join(format!("agent-{tag}.yaml"));
-    let yaml = format!(
-        "apiVersion: apps/v1
-kind: DaemonSet
-metadata:
-  name: agent
-  annotations:
-    kubernetes.io/change-cause: {tag}
-    everynode.io/progress-deadline-seconds: \"8\"
-{annotations}
-spec:
-  selector:
-    matchLabels: {{app: agent}}
-  minReadySeconds: 2
-  updateStrategy:
-{strategy}
-  template:
-    metadata:
-      labels: {{app: agent}}
-    spec:
-      terminationGracePeriodSeconds: 1
-      containers:
-      - name: main
-        image: {image}
-        imagePullPolicy: IfNotPresent
-        command: [sh, -c, 'exec sleep 3600']
-"
-    );
-    std::fs::write(&path, yaml).unwrap();
-    path
+fn manifest(dir: &Path, tag: &str, image: &str, strategy: &str, on_failure: Option<&str>) -> PathBuf {
+    let mut m = Manifest::new("agent")
+        .local_image(image)
+        .script("exec sleep 3600")
+        .change_cause(tag)
+        .annotation("everynode.io/progress-deadline-seconds", "8")
+        .min_ready(2)
+        .strategy(strategy);
+    if let Some(policy) = on_failure {
+        m = m.annotation("everynode.io/on-failure", policy);
+    }
+    m.write(dir, &format!("agent-{tag}.yaml"))
 }
 
-const ROLLING: &str = "    type: RollingUpdate\n    rollingUpdate: {maxUnavailable: 1}";
+const ROLLING: &str = "type: RollingUpdate\nrollingUpdate: {maxUnavailable: 1}";
 
 #[test]
 fn docker_rollout_waves_failure_rollback_undo_pause_and_on_delete() {
+    let _machine = crate::support::shared_machine();
     let Some((rt, docker)) = docker_support::connect("e2e_docker_rollout") else {
         return;
     };
@@ -91,7 +70,7 @@ fn docker_rollout_waves_failure_rollback_undo_pause_and_on_delete() {
             .collect()
     };
 
-    apply(n0, &manifest(&dir, "v1", IMAGE_V1, ROLLING, ""));
+    apply(n0, &manifest(&dir, "v1", IMAGE_V1, ROLLING, None));
     wait_revision(n0, "agent", 1, 5);
 
     // v1 -> v2, one node at a time, sampled throughout from the leader's view.
@@ -116,7 +95,7 @@ fn docker_rollout_waves_failure_rollback_undo_pause_and_on_delete() {
         BudgetChecker::new(1, 0, 2),
         count,
     );
-    apply(n0, &manifest(&dir, "v2", IMAGE_V2, ROLLING, ""));
+    apply(n0, &manifest(&dir, "v2", IMAGE_V2, ROLLING, None));
     run_ok(n0, &["rollout", "status", "ds", "agent", "--timeout", "180s"]);
     let checker = sampler.finish();
     checker.assert_held();
@@ -130,7 +109,7 @@ fn docker_rollout_waves_failure_rollback_undo_pause_and_on_delete() {
     assert!(images.iter().all(|(_, i)| i == IMAGE_V2), "{images:?}");
 
     // A broken image stops after the first wave; the other nodes keep v2.
-    apply(n0, &manifest(&dir, "broken", BROKEN, ROLLING, ""));
+    apply(n0, &manifest(&dir, "broken", BROKEN, ROLLING, None));
     let out = n0.cli(&["rollout", "status", "ds", "agent", "--timeout", "120s"]);
     let err = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(
@@ -158,13 +137,7 @@ fn docker_rollout_waves_failure_rollback_undo_pause_and_on_delete() {
     // With on-failure: rollback the broken wave returns to v2 by itself.
     apply(
         n0,
-        &manifest(
-            &dir,
-            "broken-rb",
-            BROKEN,
-            ROLLING,
-            "    everynode.io/on-failure: rollback",
-        ),
+        &manifest(&dir, "broken-rb", BROKEN, ROLLING, Some("rollback")),
     );
     let out = n0.cli(&["rollout", "status", "ds", "agent", "--timeout", "120s"]);
     let err = String::from_utf8_lossy(&out.stderr).into_owned();
@@ -180,23 +153,40 @@ fn docker_rollout_waves_failure_rollback_undo_pause_and_on_delete() {
     );
 
     // Pause holds the waves, resume finishes them.
-    apply(n0, &manifest(&dir, "v1-again", IMAGE_V1, ROLLING, ""));
+    apply(n0, &manifest(&dir, "v1-again", IMAGE_V1, ROLLING, None));
     run_ok(n0, &["rollout", "pause", "ds", "agent"]);
-    std::thread::sleep(Duration::from_secs(5));
-    let r = rollout(n0, "agent");
-    assert!(r["phase"] == "Paused" && r["updated"].as_u64() <= Some(1), "{r}");
+    support::holds_for(
+        "the paused rollout holding at one wave",
+        Duration::from_secs(5),
+        "a wave takes a container start plus minReadySeconds 2, so two more would have begun",
+        || {
+            let r = rollout(n0, "agent");
+            if r["phase"] == "Paused" && r["updated"].as_u64() <= Some(1) {
+                Ok(())
+            } else {
+                Err(r.to_string())
+            }
+        },
+    );
     run_ok(n0, &["rollout", "resume", "ds", "agent"]);
     run_ok(n0, &["rollout", "status", "ds", "agent", "--timeout", "120s"]);
     wait_revision(n0, "agent", 7, 5);
 
     // OnDelete: nothing moves until an instance is deleted.
-    apply(
-        n0,
-        &manifest(&dir, "ondelete", IMAGE_V2, "    type: OnDelete", ""),
+    apply(n0, &manifest(&dir, "ondelete", IMAGE_V2, "type: OnDelete", None));
+    support::holds_for(
+        "OnDelete leaving every container on v1",
+        Duration::from_secs(4),
+        "a RollingUpdate wave would have replaced a container within 3 s",
+        || {
+            let images = running();
+            if images.iter().all(|(_, i)| i == IMAGE_V1) {
+                Ok(())
+            } else {
+                Err(format!("{images:?}"))
+            }
+        },
     );
-    std::thread::sleep(Duration::from_secs(4));
-    let images = running();
-    assert!(images.iter().all(|(_, i)| i == IMAGE_V1), "{images:?}");
     run_ok(n0, &["delete", "pod", "agent", "--node", "node-3"]);
     wait_until("node-3 on v2 alone", Duration::from_secs(60), || {
         let images = running();

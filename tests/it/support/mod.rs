@@ -1,5 +1,11 @@
 //! Test harness: real `everynode agent` processes on loopback with free ports, condition waits, and cleanup even on panic.
-#![allow(dead_code)]
+
+pub mod busybox_image;
+pub mod docker;
+pub mod manifest;
+pub mod netns;
+pub mod raft_write;
+pub mod rollout;
 
 use std::collections::{BTreeMap, HashSet};
 use std::fs;
@@ -8,10 +14,30 @@ use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
-use std::sync::Mutex;
+use std::sync::{Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+
+/// The machine as the tests share it: tests that start agents or time things hold a share; the
+/// fault scenarios (five agents under timing faults) hold it whole, as they did when they ran in
+/// a binary of their own, so a CPU-hungry neighbour can never pass for a fault.
+static MACHINE: RwLock<()> = RwLock::new(());
+
+/// A share of the machine, held for a whole test. Async tests hold it across their awaits; the
+/// lock is only ever taken at the start of a test, never inside one, so this cannot deadlock an
+/// executor (the reason clippy warns about guards held across awaits).
+pub struct MachineShare(#[allow(dead_code)] RwLockReadGuard<'static, ()>);
+
+/// A share of the machine, for a test that starts agents or measures time.
+pub fn shared_machine() -> MachineShare {
+    MachineShare(MACHINE.read().unwrap_or_else(|e| e.into_inner()))
+}
+
+/// The whole machine, for a fault scenario.
+pub fn whole_machine() -> RwLockWriteGuard<'static, ()> {
+    MACHINE.write().unwrap_or_else(|e| e.into_inner())
+}
 
 /// The binary under test.
 pub fn bin() -> &'static str {
@@ -57,6 +83,25 @@ pub fn wait_until<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> R
             }
             Err(_) => std::thread::sleep(Duration::from_millis(100)),
         }
+    }
+}
+
+/// Checks `check` all through `window` (every 100 ms) and panics at the first failure: the form of
+/// a "nothing happens" claim. `why` says why the window is long enough for the unwanted thing to
+/// have shown if it were going to.
+pub fn holds_for(what: &str, window: Duration, why: &str, mut check: impl FnMut() -> Result<(), String>) {
+    let start = Instant::now();
+    loop {
+        if let Err(reason) = check() {
+            panic!(
+                "{what} stopped holding after {:?} of a {window:?} window ({why}): {reason}",
+                start.elapsed()
+            );
+        }
+        if start.elapsed() >= window {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
     }
 }
 

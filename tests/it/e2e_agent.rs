@@ -1,11 +1,12 @@
 //! End to end with the process runtime: real agents converge every node to one instance per DaemonSet, recreate killed ones, adopt across agent restarts and remove deleted ones.
 
-mod support;
+use crate::support;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde_json::Value;
+use support::manifest::Manifest;
 use support::{wait_until, Cluster, Node};
 
 fn alive(pid: i32) -> bool {
@@ -14,33 +15,15 @@ fn alive(pid: i32) -> bool {
 }
 
 fn manifest(dir: &Path, name: &str, out_dir: &Path) -> PathBuf {
-    let path = dir.join(format!("{name}.yaml"));
-    let yaml = format!(
-        "apiVersion: apps/v1
-kind: DaemonSet
-metadata:
-  name: {name}
-spec:
-  selector:
-    matchLabels: {{app: {name}}}
-  template:
-    metadata:
-      labels: {{app: {name}}}
-    spec:
-      terminationGracePeriodSeconds: 2
-      containers:
-      - name: main
-        image: busybox:1
-        command: [sh, -c, 'echo hello from $NODE_NAME; echo $NODE_NAME > {out}/$NODE_NAME.txt; exec sleep 3600']
-        env:
-        - name: NODE_NAME
-          valueFrom:
-            fieldRef: {{fieldPath: spec.nodeName}}
-",
-        out = out_dir.display()
+    let script = format!(
+        "echo hello from $NODE_NAME; echo $NODE_NAME > {}/$NODE_NAME.txt; exec sleep 3600",
+        out_dir.display()
     );
-    std::fs::write(&path, yaml).unwrap();
-    path
+    Manifest::new(name)
+        .grace(2)
+        .script(&script)
+        .node_name_env("NODE_NAME")
+        .write(dir, &format!("{name}.yaml"))
 }
 
 fn pods(node: &Node) -> Result<Vec<Value>, String> {
@@ -74,6 +57,7 @@ fn wait_running(node: &Node, ds: &str, names: &[&str]) -> Vec<Value> {
 
 #[test]
 fn process_runtime_converges_recreates_adopts_and_removes() {
+    let _machine = crate::support::shared_machine();
     let mut cluster = Cluster::start_seeded(3, 1, &[]);
     let out_dir = cluster.root.path().join("out");
     std::fs::create_dir_all(&out_dir).unwrap();
@@ -235,25 +219,9 @@ fn ds_row(node: &Node, ds: &str) -> Result<Vec<String>, String> {
 /// command is killed (as Ctrl-C would).
 fn follow_logs_through_another_node(cluster: &Cluster) {
     use std::io::BufRead;
-    let path = cluster.root.path().join("ticker.yaml");
-    std::fs::write(
-        &path,
-        "apiVersion: apps/v1
-kind: DaemonSet
-metadata: {name: ticker}
-spec:
-  selector: {matchLabels: {app: ticker}}
-  template:
-    metadata: {labels: {app: ticker}}
-    spec:
-      terminationGracePeriodSeconds: 1
-      containers:
-      - name: main
-        image: busybox:1
-        command: [sh, -c, 'i=0; while true; do i=$((i+1)); echo tick $i; sleep 0.2; done']
-",
-    )
-    .unwrap();
+    let path = Manifest::new("ticker")
+        .script("i=0; while true; do i=$((i+1)); echo tick $i; sleep 0.2; done")
+        .write(cluster.root.path(), "ticker.yaml");
     let out = cluster.nodes[0].cli(&["apply", "-f", path.to_str().unwrap()]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     wait_running(
@@ -334,6 +302,7 @@ fn names(list: &Value) -> Vec<String> {
 
 #[test]
 fn leave_hands_over_the_seat_and_dead_nodes_stop_counting_then_are_removed() {
+    let _machine = crate::support::shared_machine();
     let mut cluster = Cluster::start_seeded(4, 1, &["--dead-node-grace", "8"]);
     let out_dir = cluster.root.path().join("out");
     std::fs::create_dir_all(&out_dir).unwrap();

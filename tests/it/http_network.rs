@@ -29,8 +29,7 @@ use tempfile::TempDir;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-#[path = "support/raft_write.rs"]
-mod raft_write;
+use crate::support::raft_write;
 use raft_write::write_through_leader;
 
 const KEY: [u8; 32] = [7; 32];
@@ -126,6 +125,7 @@ async fn wait_store(node: &Node, what: &str, pred: impl FnMut(&Arc<Store>) -> bo
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_nodes_replicate_over_http_and_a_newcomer_gets_a_snapshot() {
+    let _machine = crate::support::shared_machine();
     let mut nodes = BTreeMap::new();
     for id in 1..=3 {
         nodes.insert(id, start_node(id).await);
@@ -177,6 +177,7 @@ async fn three_nodes_replicate_over_http_and_a_newcomer_gets_a_snapshot() {
 
 #[tokio::test]
 async fn a_peer_that_refuses_our_signature_is_unreachable_not_a_remote_error() {
+    let _machine = crate::support::shared_machine();
     let node = start_node(1).await;
     let mut peer = network(&[8; 32]).new_client(1, &node.info).await;
     let err = peer
@@ -196,6 +197,7 @@ async fn a_peer_that_refuses_our_signature_is_unreachable_not_a_remote_error() {
 
 #[tokio::test]
 async fn an_append_over_the_peer_body_limit_asks_openraft_for_smaller_batches() {
+    let _machine = crate::support::shared_machine();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let info = RaftNode {
         name: "n9".into(),

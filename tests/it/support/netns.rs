@@ -1,5 +1,4 @@
 //! Hosts in Linux network namespaces on one bridge (MTU 1500), with nftables partitions and loss and a userspace packet delay between them, removed again even when a test fails.
-#![allow(dead_code)]
 
 use std::collections::{BTreeSet, VecDeque};
 use std::io::Write;

@@ -1,14 +1,13 @@
 //! Faults across real network boundaries: five agents in network namespaces (MTU 1500) through partitions, packet loss and delay, lost and frozen nodes, leader kills and restarts, checking that nothing acknowledged is lost.
 //!
-//! The scenarios share fixed namespace names and addresses, so they run one at a time (a lock),
-//! each on a fresh network and cluster. Each prints one `SUMMARY` line. Delay comes from the
-//! harness's NFQUEUE delayer (the kernel here has no netem).
+//! The scenarios share fixed namespace names and addresses, so they run one at a time (each holds
+//! the whole machine, `support::whole_machine`), each on a fresh network and cluster. Each prints
+//! one `SUMMARY` line. Delay comes from the harness's NFQUEUE delayer (the kernel here has no
+//! netem).
 
-#[path = "support/netns.rs"]
-mod netns;
-#[path = "support/rollout.rs"]
-mod rollout_support;
-mod support;
+use crate::support;
+use crate::support::netns;
+use crate::support::rollout as rollout_support;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -20,14 +19,12 @@ use everynode::rollout::invariant::BudgetChecker;
 use netns::Net;
 use rollout_support::{leader_index, rollout, wait_revision, Sampler};
 use serde_json::Value;
+use support::manifest::Manifest;
 use support::{everynode, wait_until, Cluster, Node};
 
 const HOSTS: usize = 5;
 const GOSSIP_PORT: u16 = 9494;
 const API_PORT: u16 = 9495;
-
-/// The scenarios reuse one set of namespace names and addresses.
-static SERIAL: Mutex<()> = Mutex::new(());
 
 /// The network and the agents on it. The agents go first (field order): they must be killed
 /// before their namespaces disappear under them.
@@ -135,10 +132,6 @@ impl Fleet {
     }
 }
 
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
-}
-
 /// An admin command that gives up after `limit` (a frozen node never answers).
 fn cli_within(node: &Node, args: &[&str], limit: Duration) -> Option<Output> {
     let child = everynode()
@@ -182,37 +175,16 @@ fn json(node: &Node, args: &[&str]) -> Result<Value, String> {
 /// A DaemonSet running `sleep`, its template marked with `version` (so every write is told
 /// apart), selecting the nodes `selector` names (none: every node).
 fn manifest(name: &str, version: &str, min_ready: u64, selector: Option<&str>) -> String {
-    let selector = selector.map_or(String::new(), |s| {
-        format!("      nodeSelector: {{kubernetes.io/hostname: {s}}}\n")
-    });
-    format!(
-        "apiVersion: apps/v1
-kind: DaemonSet
-metadata:
-  name: {name}
-  annotations:
-    kubernetes.io/change-cause: deploy {version}
-spec:
-  selector:
-    matchLabels: {{app: {name}}}
-  minReadySeconds: {min_ready}
-  revisionHistoryLimit: 100
-  updateStrategy:
-    type: RollingUpdate
-    rollingUpdate: {{maxUnavailable: 1}}
-  template:
-    metadata:
-      labels: {{app: {name}}}
-    spec:
-      terminationGracePeriodSeconds: 1
-{selector}      containers:
-      - name: main
-        image: busybox:1
-        command: [sleep, '3600']
-        env:
-        - {{name: VERSION, value: {version}}}
-"
-    )
+    let mut m = Manifest::new(name)
+        .change_cause(&format!("deploy {version}"))
+        .min_ready(min_ready)
+        .history_limit(100)
+        .max_unavailable("1")
+        .env("VERSION", version);
+    if let Some(node) = selector {
+        m = m.node_selector("kubernetes.io/hostname", node);
+    }
+    m.yaml()
 }
 
 fn write_manifest(dir: &Path, name: &str, version: &str, min_ready: u64) -> PathBuf {
@@ -403,7 +375,7 @@ fn wait_converged(fleet: &Fleet, want: &BTreeMap<String, String>, timeout: Durat
 
 #[test]
 fn s1_a_2_3_partition_keeps_the_majority_writing_and_the_minority_running() {
-    let _serial = serial();
+    let _machine = crate::support::whole_machine();
     let Some(mut fleet) = fleet("1 (partition 2 | 3)") else {
         return;
     };
@@ -508,7 +480,7 @@ fn s1_a_2_3_partition_keeps_the_majority_writing_and_the_minority_running() {
 
 #[test]
 fn s2_a_leader_killed_mid_rollout_finishes_within_budget() {
-    let _serial = serial();
+    let _machine = crate::support::whole_machine();
     let Some(mut fleet) = fleet("2 (leader killed mid-rollout)") else {
         return;
     };
@@ -570,7 +542,7 @@ fn s2_a_leader_killed_mid_rollout_finishes_within_budget() {
 
 #[test]
 fn s3_a_node_lost_mid_rollout_catches_up_when_it_returns() {
-    let _serial = serial();
+    let _machine = crate::support::whole_machine();
     let Some(mut fleet) = fleet("3 (node lost mid-rollout)") else {
         return;
     };
@@ -654,7 +626,7 @@ fn s3_a_node_lost_mid_rollout_catches_up_when_it_returns() {
 
 #[test]
 fn s4_every_node_restarted_at_once_adopts_every_instance() {
-    let _serial = serial();
+    let _machine = crate::support::whole_machine();
     let Some(mut fleet) = fleet("4 (all restarted at once)") else {
         return;
     };
@@ -705,7 +677,7 @@ fn s4_every_node_restarted_at_once_adopts_every_instance() {
 
 #[test]
 fn s5_twenty_percent_loss_declares_nobody_dead_and_writes_commit() {
-    let _serial = serial();
+    let _machine = crate::support::whole_machine();
     let Some(mut fleet) = fleet("5 (20% packet loss)") else {
         return;
     };
@@ -745,7 +717,7 @@ fn s5_twenty_percent_loss_declares_nobody_dead_and_writes_commit() {
 
 #[test]
 fn s6_two_hundred_daemonsets_reach_every_node_at_mtu_1500() {
-    let _serial = serial();
+    let _machine = crate::support::whole_machine();
     let Some(fleet) = fleet("6 (200 DaemonSets)") else {
         return;
     };
@@ -888,7 +860,7 @@ fn delayed_links(fleet: &mut Fleet, one_way: Duration, jitter: Duration) -> (Str
 
 #[test]
 fn s9_a_nearby_round_trip_commits_with_default_timings() {
-    let _serial = serial();
+    let _machine = crate::support::whole_machine();
     let Some(mut fleet) = fleet("9 (15 ms delay)") else {
         return;
     };
@@ -908,7 +880,7 @@ fn s9_a_nearby_round_trip_commits_with_default_timings() {
 /// majority. `--raft-heartbeat-ms` now scales every Raft timing.
 #[test]
 fn s10_a_cross_region_round_trip_commits_once_the_raft_heartbeat_covers_it() {
-    let _serial = serial();
+    let _machine = crate::support::whole_machine();
     let Some(mut fleet) = fleet_with("10 (60 ms delay)", &["--raft-heartbeat-ms", "400"]) else {
         return;
     };
@@ -1116,7 +1088,7 @@ fn allowed_values(ops: &[&Op]) -> Vec<Option<String>> {
 
 #[test]
 fn s7_a_random_workload_under_random_faults_loses_no_acknowledged_write() {
-    let _serial = serial();
+    let _machine = crate::support::whole_machine();
     let Some(mut fleet) = fleet("7 (random workload under random faults)") else {
         return;
     };
@@ -1297,7 +1269,7 @@ fn s7_a_random_workload_under_random_faults_loses_no_acknowledged_write() {
 
 #[test]
 fn s8_a_write_refused_while_a_majority_is_frozen_never_takes_effect() {
-    let _serial = serial();
+    let _machine = crate::support::whole_machine();
     let Some(fleet) = fleet("8 (majority frozen under a write)") else {
         return;
     };
