@@ -29,7 +29,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use everynode::agent::status::PodStatus;
-use everynode::api::control::PodView;
+use everynode::api::pods::PodView;
 use everynode::config::{AgentFlags, NodeConfig, RuntimeChoice};
 use everynode::rollout::invariant::BudgetChecker;
 use everynode::runtime::fake::FakeRuntime;

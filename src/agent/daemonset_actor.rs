@@ -401,7 +401,7 @@ impl Pass {
     fn status(&self, phase: Phase, revision: &str, ready: bool, started_at: Option<u64>) -> PodStatus {
         PodStatus {
             revision: revision.to_string(),
-            state: phase.to_string(),
+            state: phase,
             ready,
             ready_since: if ready {
                 self.ready_since.map(|ms| ms / 1000)

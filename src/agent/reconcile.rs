@@ -5,12 +5,10 @@
 //! back-off state between calls.
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::time::{Duration, SystemTime};
 
-use serde::{Deserialize, Serialize};
-
 use super::desired::Desired;
+pub use super::status::Phase;
 use crate::runtime::{labels, Instance, InstanceSpec, InstanceState};
 
 /// How crashed containers are restarted, as kubelet's CrashLoopBackOff does it.
@@ -87,40 +85,6 @@ impl Slot {
 
     fn may_create(&self, now: SystemTime) -> bool {
         self.not_before.is_none_or(|t| now >= t)
-    }
-}
-
-/// The phase of one DaemonSet's instance on this node, with Kubernetes' names.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-pub enum Phase {
-    Running,
-    /// Wanted but not created yet.
-    Pending,
-    ContainerCreating,
-    /// Being stopped: the DaemonSet no longer selects this node, or was deleted.
-    Terminating,
-    /// Crashed and waiting for its back-off to pass.
-    CrashLoopBackOff,
-    /// A create failed; the runtime's reason (`ErrImagePull`, `CreateContainerConfigError`...).
-    Error(String),
-}
-
-impl Phase {
-    pub fn as_str(&self) -> &str {
-        match self {
-            Phase::Running => "Running",
-            Phase::Pending => "Pending",
-            Phase::ContainerCreating => "ContainerCreating",
-            Phase::Terminating => "Terminating",
-            Phase::CrashLoopBackOff => "CrashLoopBackOff",
-            Phase::Error(reason) => reason,
-        }
-    }
-}
-
-impl fmt::Display for Phase {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
     }
 }
 

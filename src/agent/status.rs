@@ -1,9 +1,75 @@
 //! The per-DaemonSet status a node publishes in gossip, and how `get ds` sums them up as Kubernetes does.
 
+use std::fmt;
+
 use serde::{Deserialize, Serialize};
 
 /// Longest `last_error` published; gossip values must stay small (see DESIGN: chitchat limits).
 pub const MAX_ERROR_CHARS: usize = 200;
+
+/// The phase of one DaemonSet's instance on this node, with Kubernetes' names.
+///
+/// Gossiped and shown as its name (`Running`, `ErrImagePull`...), so the wire form is a plain
+/// string and a name this version does not know reads back as `Error` with that name.
+#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(from = "String", into = "String")]
+pub enum Phase {
+    Running,
+    /// Wanted but not created yet.
+    #[default]
+    Pending,
+    ContainerCreating,
+    /// Being stopped: the DaemonSet no longer selects this node, or was deleted.
+    Terminating,
+    /// Crashed and waiting for its back-off to pass.
+    CrashLoopBackOff,
+    /// A create failed; the runtime's reason (`ErrImagePull`, `CreateContainerConfigError`...).
+    Error(String),
+}
+
+impl Phase {
+    pub fn as_str(&self) -> &str {
+        match self {
+            Phase::Running => "Running",
+            Phase::Pending => "Pending",
+            Phase::ContainerCreating => "ContainerCreating",
+            Phase::Terminating => "Terminating",
+            Phase::CrashLoopBackOff => "CrashLoopBackOff",
+            Phase::Error(reason) => reason,
+        }
+    }
+}
+
+impl fmt::Display for Phase {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl From<&str> for Phase {
+    fn from(name: &str) -> Phase {
+        match name {
+            "Running" => Phase::Running,
+            "Pending" => Phase::Pending,
+            "ContainerCreating" => Phase::ContainerCreating,
+            "Terminating" => Phase::Terminating,
+            "CrashLoopBackOff" => Phase::CrashLoopBackOff,
+            other => Phase::Error(other.to_string()),
+        }
+    }
+}
+
+impl From<String> for Phase {
+    fn from(name: String) -> Phase {
+        Phase::from(name.as_str())
+    }
+}
+
+impl From<Phase> for String {
+    fn from(phase: Phase) -> String {
+        phase.as_str().to_string()
+    }
+}
 
 /// One node's instance of one DaemonSet, as gossiped under `ds/<name>`. Short field names keep
 /// the value small, since every node carries every other node's keys.
@@ -12,9 +78,8 @@ pub struct PodStatus {
     /// Revision hash of the instance that runs (or is being started).
     #[serde(rename = "rev", default)]
     pub revision: String,
-    /// `Running`, `Pending`, `ContainerCreating`, `CrashLoopBackOff`, `ErrImagePull`, `Terminating`...
     #[serde(rename = "st", default)]
-    pub state: String,
+    pub state: Phase,
     #[serde(rename = "rdy", default)]
     pub ready: bool,
     /// Unix seconds since which it has been ready without a break.
@@ -138,7 +203,7 @@ pub fn aggregate<'a>(
             c.desired += usize::from(r.selected);
             continue;
         }
-        let present = r.status.filter(|s| s.state != "Terminating");
+        let present = r.status.filter(|s| s.state != Phase::Terminating);
         if !r.selected {
             if present.is_some() {
                 c.misscheduled += 1;

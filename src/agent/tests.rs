@@ -9,6 +9,7 @@ use async_trait::async_trait;
 use tokio::sync::watch;
 
 use super::*;
+use crate::agent::status::Phase;
 use crate::control::store::{Command, Store};
 use crate::runtime::fake::FakeRuntime;
 use crate::runtime::{Instance, InstanceState};
@@ -159,7 +160,9 @@ fn converges_restarts_with_back_off_adopts_and_removes() {
         })
         .await;
         eventually("Running and ready", || {
-            h.sink.get("logs").filter(|s| s.state == "Running" && s.ready)
+            h.sink
+                .get("logs")
+                .filter(|s| s.state == Phase::Running && s.ready)
         })
         .await;
 
@@ -178,7 +181,7 @@ fn converges_restarts_with_back_off_adopts_and_removes() {
         // Second crash: CrashLoopBackOff, then a restart once the back-off passes.
         h.fake.crash(&second, 2);
         eventually("CrashLoopBackOff", || {
-            h.sink.get("logs").filter(|s| s.state == "CrashLoopBackOff")
+            h.sink.get("logs").filter(|s| s.state == Phase::CrashLoopBackOff)
         })
         .await;
         let third = eventually("restart after back-off", || {
@@ -199,7 +202,7 @@ fn converges_restarts_with_back_off_adopts_and_removes() {
         orphan.daemonset = "gone".into();
         h.fake.insert_running(&orphan);
         let adopted = eventually("Running after adoption", || {
-            h.sink.get("logs").filter(|s| s.state == "Running")
+            h.sink.get("logs").filter(|s| s.state == Phase::Running)
         })
         .await;
         assert_eq!(adopted.restarts, 2, "restart counts outlive the agent");
@@ -244,13 +247,15 @@ fn image_pull_errors_and_probes_show_in_the_status() {
         h.fake.set_image_missing("agent:1");
         h.commit(apply(daemonset("pull", "")));
         let s = eventually("ErrImagePull", || {
-            h.sink.get("pull").filter(|s| s.state == "ErrImagePull")
+            h.sink
+                .get("pull")
+                .filter(|s| s.state == Phase::Error("ErrImagePull".into()))
         })
         .await;
         assert!(s.last_error.unwrap_or_default().contains("agent:1"));
         h.fake.restore_image("agent:1");
         eventually("Running once the image exists", || {
-            h.sink.get("pull").filter(|s| s.state == "Running")
+            h.sink.get("pull").filter(|s| s.state == Phase::Running)
         })
         .await;
 
@@ -294,7 +299,7 @@ fn many_daemonsets_share_one_runtime_listing_per_resync() {
         eventually("every DaemonSet Running", || {
             names
                 .iter()
-                .all(|n| h.sink.get(n).is_some_and(|s| s.state == "Running"))
+                .all(|n| h.sink.get(n).is_some_and(|s| s.state == Phase::Running))
                 .then_some(())
         })
         .await;
@@ -360,7 +365,7 @@ fn updates_replace_at_once_and_are_not_counted_as_restarts() {
             let s = eventually(&format!("{image} running"), || {
                 let r = h.running("upd");
                 let runs = r.len() == 1 && h.fake.spec_of(&r[0].id).is_some_and(|s| s.image == image);
-                h.sink.get("upd").filter(|s| runs && s.state == "Running")
+                h.sink.get("upd").filter(|s| runs && s.state == Phase::Running)
             })
             .await;
             assert_eq!(s.restarts, 0, "an update is a new pod, not a restart");

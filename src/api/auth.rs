@@ -9,7 +9,7 @@ use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
-use super::control::ApiError;
+use super::error::ApiError;
 use crate::security::node_auth::{NodeAuth, ANSWER_HEADER, REQUEST_HEADER};
 use crate::security::{constant_time_eq, unix_millis};
 

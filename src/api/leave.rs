@@ -9,7 +9,8 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 use tracing::info;
 
-use super::control::{ApiError, ClusterView};
+use super::cluster::ClusterView;
+use super::error::ApiError;
 use super::ApiState;
 use crate::control::controller;
 use crate::control::store::Command;

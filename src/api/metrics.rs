@@ -129,6 +129,16 @@ pub async fn render(state: &ApiState) -> String {
         "Version of the store copy this node serves.",
     );
     out.sample("everynode_store_version", &[], store.version);
+    out.family(
+        "everynode_store_copy_stale",
+        "gauge",
+        "1 while peers hold a newer store that this node could not fetch or save (see the log).",
+    );
+    out.sample(
+        "everynode_store_copy_stale",
+        &[],
+        u64::from(state.control.replica.stale().is_some()),
+    );
     out.family("everynode_daemonsets", "gauge", "DaemonSets in the store copy.");
     out.sample("everynode_daemonsets", &[], store.daemonsets.len() as u64);
     out.family(

@@ -1,9 +1,22 @@
 //! The HTTP JSON API every node serves: members, DaemonSets, node overrides, health, Prometheus metrics, and the node-to-node control endpoints.
+//!
+//! # Layout
+//! - `auth`: bearer tokens for people, signatures for nodes, as route layers.
+//! - `error`: the error answer every handler returns.
+//! - `internal`: node-to-node routes (Raft RPCs, the store copy, forwarded writes).
+//! - `daemonsets`, `rollout`, `pods`, `logs`, `nodes`, `cluster`, `leave`: one file per resource.
+//! - `metrics`: the Prometheus text of `/metrics`.
 
 pub mod auth;
-pub mod control;
+pub mod cluster;
+pub mod daemonsets;
+pub mod error;
+pub mod internal;
 pub mod leave;
+pub mod logs;
 pub mod metrics;
+pub mod nodes;
+pub mod pods;
 pub mod rollout;
 
 use std::sync::Arc;
@@ -49,13 +62,13 @@ pub struct ApiState {
 /// need a node signature; everything else a bearer token (see [`auth`]).
 pub fn router(state: ApiState) -> Router {
     let internal = Router::new()
-        .route("/raft/append", post(control::raft_append))
-        .route("/raft/vote", post(control::raft_vote))
-        .route("/raft/snapshot", post(control::raft_snapshot))
-        .route(crate::control::distribute::STORE_PATH, get(control::store_copy))
+        .route("/raft/append", post(internal::raft_append))
+        .route("/raft/vote", post(internal::raft_vote))
+        .route("/raft/snapshot", post(internal::raft_snapshot))
+        .route(crate::control::distribute::STORE_PATH, get(internal::store_copy))
         .route(
             crate::control::writer::FORWARD_PATH,
-            post(control::forwarded_write),
+            post(internal::forwarded_write),
         )
         .route_layer(axum::middleware::from_fn_with_state(
             state.auth.clone(),
@@ -64,23 +77,23 @@ pub fn router(state: ApiState) -> Router {
     let admin = Router::new()
         .route("/metrics", get(metrics_text))
         .route("/v1/members", get(members))
-        .route("/v1/cluster", get(control::cluster))
-        .route("/v1/apply", post(control::apply))
-        .route("/v1/daemonsets", get(control::list_daemonsets))
-        .route("/v1/daemonsets/{name}", get(control::get_daemonset))
-        .route("/v1/daemonsets/{name}", delete(control::delete_daemonset))
+        .route("/v1/cluster", get(cluster::cluster))
+        .route("/v1/apply", post(daemonsets::apply))
+        .route("/v1/daemonsets", get(daemonsets::list_daemonsets))
+        .route("/v1/daemonsets/{name}", get(daemonsets::get_daemonset))
+        .route("/v1/daemonsets/{name}", delete(daemonsets::delete_daemonset))
         .route("/v1/daemonsets/{name}/rollout", get(rollout::get_rollout))
         .route("/v1/daemonsets/{name}/rollout/pause", post(rollout::pause))
         .route("/v1/daemonsets/{name}/rollout/resume", post(rollout::resume))
         .route("/v1/daemonsets/{name}/rollout/restart", post(rollout::restart))
         .route("/v1/daemonsets/{name}/rollout/undo", post(rollout::undo))
         .route("/v1/daemonsets/{name}/pods/{node}", delete(rollout::delete_pod))
-        .route("/v1/pods", get(control::list_pods))
-        .route("/v1/local/logs/{daemonset}", get(control::local_logs))
-        .route("/v1/logs/{daemonset}", get(control::logs))
-        .route("/v1/nodes/{name}/labels", post(control::label_node))
-        .route("/v1/nodes/{name}/taints", post(control::taint_node))
-        .route("/v1/nodes/{name}/drain", post(control::drain_node))
+        .route("/v1/pods", get(pods::list_pods))
+        .route("/v1/local/logs/{daemonset}", get(logs::local_logs))
+        .route("/v1/logs/{daemonset}", get(logs::logs))
+        .route("/v1/nodes/{name}/labels", post(nodes::label_node))
+        .route("/v1/nodes/{name}/taints", post(nodes::taint_node))
+        .route("/v1/nodes/{name}/drain", post(nodes::drain_node))
         .route("/v1/nodes/{name}/remove", post(leave::remove))
         .route("/v1/local/leave", post(leave::leave))
         .route_layer(axum::middleware::from_fn_with_state(

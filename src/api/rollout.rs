@@ -5,7 +5,7 @@ use axum::http::StatusCode;
 use axum::Json;
 use serde::{Deserialize, Serialize};
 
-use super::control::ApiError;
+use super::error::ApiError;
 use super::ApiState;
 use crate::control::store::{Command, DaemonSetRecord, Response as StoreResponse, Store};
 use crate::membership::{Member, MemberState};
@@ -132,7 +132,7 @@ pub fn rollout_view(record: &DaemonSetRecord, members: &[Member], store: &Store)
                 node: m.name.clone(),
                 granted: Some(record.granted_revision(&m.name).number),
                 running: st.and_then(|s| number(&s.revision)),
-                state: st.map(|s| s.state.clone()).unwrap_or_else(|| "-".into()),
+                state: st.map_or_else(|| "-".to_string(), |s| s.state.to_string()),
                 available: st.is_some_and(|s| s.available_ms(min_ready, now_ms)),
             }
         })

@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use super::client::{Client, Target};
 use super::output::OutputFormat;
-use crate::api::control::ClusterView;
+use crate::api::cluster::ClusterView;
 
 pub async fn run(server: &Target, format: OutputFormat) -> anyhow::Result<ExitCode> {
     let view: ClusterView = Client::new(server)?.get("/v1/cluster").await?;

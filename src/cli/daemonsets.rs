@@ -6,7 +6,7 @@ use anyhow::bail;
 
 use super::client::{Client, Target};
 use super::output::{self, OutputFormat};
-use crate::api::control::{ApplyRequest, ApplyResult, DaemonSetView};
+use crate::api::daemonsets::{ApplyRequest, ApplyResult, DaemonSetView};
 use crate::control::store::ApplyOutcome;
 use crate::error::InputError;
 

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use super::client::{Client, Target};
 use super::output::OutputFormat;
-use crate::api::control::LogsView;
+use crate::api::logs::LogsView;
 use crate::error::InputError;
 
 pub async fn run(

@@ -6,8 +6,9 @@ use anyhow::bail;
 
 use super::client::{Client, Target};
 use super::output::OutputFormat;
-use crate::api::control::{ClusterView, LabelRequest, TaintRequest};
+use crate::api::cluster::ClusterView;
 use crate::api::leave::{LeaveView, RemoveView, Seat};
+use crate::api::nodes::{LabelRequest, TaintRequest};
 use crate::error::InputError;
 use crate::membership::MemberState;
 use crate::scheduling::labels::parse_label;
@@ -91,7 +92,7 @@ pub async fn drain(server: &Target, node: &str, drained: bool) -> anyhow::Result
     client
         .post::<_, Option<()>>(
             &format!("/v1/nodes/{node}/drain"),
-            &crate::api::control::DrainRequest { drained },
+            &crate::api::nodes::DrainRequest { drained },
         )
         .await?;
     if !drained {
@@ -100,7 +101,7 @@ pub async fn drain(server: &Target, node: &str, drained: bool) -> anyhow::Result
     }
     let deadline = std::time::Instant::now() + DRAIN_WAIT;
     loop {
-        let pods: Vec<crate::api::control::PodView> = client.get("/v1/pods").await?;
+        let pods: Vec<crate::api::pods::PodView> = client.get("/v1/pods").await?;
         let left: Vec<String> = pods
             .into_iter()
             .filter(|p| p.node == node)

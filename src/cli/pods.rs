@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use super::client::{Client, Target};
 use super::output::{self, OutputFormat};
-use crate::api::control::PodView;
+use crate::api::pods::PodView;
 use crate::error::InputError;
 
 /// Parses `-l k=v,k2=v2` (equality only, like the simplest kubectl selectors).

@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use super::client::{Client, Target};
 use super::output::{self, OutputFormat};
-use crate::api::control::DaemonSetView;
+use crate::api::daemonsets::DaemonSetView;
 use crate::api::rollout::{Phase, RolloutActionResult, RolloutView, UndoRequest};
 use crate::error::InputError;
 

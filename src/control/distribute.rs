@@ -42,6 +42,7 @@ pub async fn run<S: Versioned>(
     let mut published = None;
     let mut changes = replica.subscribe();
     let mut round: u64 = 0;
+    let mut failures: u32 = 0;
     loop {
         let own = replica.version();
         if published != Some(own) {
@@ -60,21 +61,46 @@ pub async fn run<S: Versioned>(
         round = round.wrapping_add(1);
         let salt = round ^ (std::process::id() as u64).rotate_left(17);
         if let Some(addr) = pick_source(own, &peers, salt) {
-            match fetch::<S>(&peer, addr).await {
+            let failure = match fetch::<S>(&peer, addr).await {
                 Ok(store) => {
                     let version = store.version();
                     match replica.offer(store) {
-                        Ok(true) => info!(from = addr, version, "store copy updated"),
-                        Ok(false) => debug!(from = addr, version, "fetched copy was not newer"),
-                        Err(e) => warn!(error = %e, "cannot save the store copy"),
+                        Ok(true) => {
+                            info!(from = addr, version, "store copy updated");
+                            None
+                        }
+                        Ok(false) => Some(format!(
+                            "{addr} gossips a newer store than the copy it served (version {version})"
+                        )),
+                        Err(e) => Some(format!("cannot save the store copy: {e}")),
                     }
                 }
-                Err(e) => {
-                    debug!(from = addr, error = %e, "store fetch failed; will try another peer");
-                    tokio::time::sleep(interval).await;
+                Err(e) => Some(format!("fetching the store from {addr} failed: {e}")),
+            };
+            match failure {
+                None => {
+                    failures = 0;
+                    replica.set_stale(None);
+                }
+                Some(why) => {
+                    failures += 1;
+                    let wait = backoff(interval, failures);
+                    // Once per failure streak at warn: the node runs an older store than its
+                    // peers until this clears, which an operator must hear about.
+                    if failures == 3 {
+                        warn!(reason = %why, "this node's store copy is stale; retrying with back-off");
+                    } else {
+                        debug!(reason = %why, retry_in = ?wait, "store fetch did not update the copy");
+                    }
+                    replica.set_stale(Some(why));
+                    tokio::time::sleep(wait).await;
                 }
             }
             continue;
+        }
+        if failures > 0 {
+            failures = 0;
+            replica.set_stale(None);
         }
         tokio::select! {
             _ = tokio::time::sleep(interval) => {}
@@ -82,6 +108,17 @@ pub async fn run<S: Versioned>(
         }
     }
 }
+
+/// The wait after `failures` fetches in a row that did not update the copy: the gossip interval,
+/// doubling up to [`MAX_BACKOFF`], so a full disk or a peer serving an old copy is not hammered.
+fn backoff(interval: Duration, failures: u32) -> Duration {
+    interval
+        .saturating_mul(1 << failures.saturating_sub(1).min(8))
+        .min(MAX_BACKOFF)
+}
+
+/// The longest wait between fetch attempts while the copy cannot be updated.
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
 async fn fetch<S: Versioned>(peer: &PeerHttp, api_addr: &str) -> anyhow::Result<S> {
     let answer = peer
@@ -103,6 +140,17 @@ async fn fetch<S: Versioned>(peer: &PeerHttp, api_addr: &str) -> anyhow::Result<
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn failed_fetches_back_off_doubling_up_to_a_cap() {
+        let i = Duration::from_millis(200);
+        let waits: Vec<Duration> = (1..=10).map(|f| backoff(i, f)).collect();
+        assert_eq!(waits[0], i);
+        assert_eq!(waits[1], i * 2);
+        assert_eq!(waits[4], i * 16);
+        assert_eq!(waits[9], MAX_BACKOFF);
+        assert!(waits.windows(2).all(|w| w[0] <= w[1]));
+    }
 
     #[test]
     fn fetches_only_from_holders_of_the_newest_version() {

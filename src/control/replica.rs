@@ -38,6 +38,8 @@ pub enum ReplicaError {
 pub struct Replica<S: Versioned> {
     tx: Arc<watch::Sender<Arc<S>>>,
     path: PathBuf,
+    /// Why this copy is behind a newer one that peers hold, while it is (shown in `/metrics`).
+    stale: Arc<std::sync::Mutex<Option<String>>>,
 }
 
 impl<S: Versioned> Replica<S> {
@@ -60,6 +62,7 @@ impl<S: Versioned> Replica<S> {
         Ok(Replica {
             tx: Arc::new(tx),
             path: path.to_path_buf(),
+            stale: Arc::default(),
         })
     }
 
@@ -69,6 +72,16 @@ impl<S: Versioned> Replica<S> {
 
     pub fn version(&self) -> u64 {
         self.tx.borrow().version()
+    }
+
+    /// Why this copy is stale (a newer one could not be fetched or saved), or `None` when it is
+    /// as new as any peer's.
+    pub fn stale(&self) -> Option<String> {
+        self.stale.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    pub fn set_stale(&self, why: Option<String>) {
+        *self.stale.lock().unwrap_or_else(|e| e.into_inner()) = why;
     }
 
     /// Changes are seen by every subscriber; the current value is there from the start.

@@ -643,9 +643,6 @@ impl Store {
                 created_at: at,
                 template: ds.spec.template.clone(),
             });
-            let keep_old = ds.spec.revision_history_limit.max(0) as usize;
-            let excess = record.revisions.len().saturating_sub(keep_old + 1);
-            record.revisions.drain(..excess);
             let r = &mut record.rollout;
             if !r.in_progress() {
                 // Nodes keep what ran before until the planner grants them the new revision.
@@ -654,6 +651,17 @@ impl Store {
             }
             r.failure = None;
             r.seq += 1;
+            let in_use: BTreeSet<String> = r
+                .baseline
+                .iter()
+                .cloned()
+                .chain(r.grants.values().map(|g| g.revision.clone()))
+                .collect();
+            prune_history(
+                &mut record.revisions,
+                ds.spec.revision_history_limit.max(0) as usize,
+                &in_use,
+            );
             let known: BTreeSet<String> = record.revisions.iter().map(|r| r.hash.clone()).collect();
             r.grants.retain(|_, g| known.contains(&g.revision));
             if r.baseline.as_ref().is_some_and(|b| !known.contains(b)) {
@@ -680,6 +688,25 @@ impl Store {
             revision: record.current_revision().number,
         }
     }
+}
+
+/// Drops the oldest old revisions beyond `limit`, as Kubernetes' DaemonSet controller does, but
+/// never one in `in_use` (the baseline nodes run until granted, or a revision granted to a node):
+/// the planner needs those to hold the budget, whatever the limit, and a node must always be told
+/// a template it may run. Revisions in use count toward the limit but are never removed.
+fn prune_history(revisions: &mut Vec<Revision>, limit: usize, in_use: &BTreeSet<String>) {
+    let old = revisions.len().saturating_sub(1);
+    let mut to_drop = old.saturating_sub(limit);
+    let mut index = 0;
+    revisions.retain(|r| {
+        let is_old = index < old;
+        index += 1;
+        if to_drop > 0 && is_old && !in_use.contains(&r.hash) {
+            to_drop -= 1;
+            return false;
+        }
+        true
+    });
 }
 
 /// Unix seconds as RFC 3339 in UTC, as kubectl writes `restartedAt`.
@@ -749,6 +776,49 @@ mod tests {
         apply(&mut s, &limited);
         let numbers: Vec<u64> = s.daemonsets["agent"].revisions.iter().map(|r| r.number).collect();
         assert_eq!(numbers, vec![3, 4]);
+    }
+
+    #[test]
+    fn pruning_never_removes_a_revision_a_node_runs_or_is_granted() {
+        use crate::rollout::state::Grant;
+        let numbers =
+            |s: &Store| -> Vec<u64> { s.daemonsets["agent"].revisions.iter().map(|r| r.number).collect() };
+        let with_limit = |image: &str, limit: i32| {
+            let mut d = ds("agent", image);
+            d.spec.revision_history_limit = limit;
+            d
+        };
+        let mut s = Store::default();
+        apply(&mut s, &with_limit("agent:1", 0));
+        apply(&mut s, &with_limit("agent:2", 0));
+        assert_eq!(
+            numbers(&s),
+            vec![1, 2],
+            "every node still runs revision 1, the baseline"
+        );
+        let record = s.daemonsets.get_mut("agent").unwrap();
+        let h2 = record.revisions[1].hash.clone();
+        record
+            .rollout
+            .grants
+            .insert("n1".into(), Grant { revision: h2, at: 0 });
+        // Interrupted by more template changes than the limit: the baseline and the granted
+        // revision stay, so the planner keeps its budget.
+        apply(&mut s, &with_limit("agent:3", 0));
+        apply(&mut s, &with_limit("agent:4", 0));
+        assert_eq!(numbers(&s), vec![1, 2, 4]);
+        let r = &s.daemonsets["agent"].rollout;
+        assert_eq!(
+            r.baseline.as_deref(),
+            Some(s.daemonsets["agent"].revisions[0].hash.as_str())
+        );
+        assert_eq!(r.grants.len(), 1, "the grant survives: {r:?}");
+        // Once the rollout is over, nothing is in use but the current revision.
+        let record = s.daemonsets.get_mut("agent").unwrap();
+        record.rollout.baseline = None;
+        record.rollout.grants.clear();
+        apply(&mut s, &with_limit("agent:5", 0));
+        assert_eq!(numbers(&s), vec![4, 5], "revision 4 is the new baseline");
     }
 
     #[test]

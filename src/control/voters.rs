@@ -1,4 +1,4 @@
-//! Which nodes vote: a pure planner that grows the voter set to an odd target and replaces dead voters, one step at a time.
+//! Which nodes vote: a pure planner that grows the voter set to an odd target and replaces dead voters, never passing through an even count.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -95,30 +95,44 @@ pub fn plan(view: &VoterView) -> Option<Step> {
                 return Some(Step::SetVoters(remaining));
             }
         }
-        if let Some(next) = candidates.first() {
-            if !view.learners.contains(&next.raft_id) {
+        // The whole next voter set at once: growing one seat at a time would commit an even
+        // count on the way (1, 2, 3), and with two voters the loss of either stops the cluster.
+        // Voters never shrink without a successor, so failed ones keep their seats until enough
+        // live nodes can take them.
+        let size = want.max(view.voters.len());
+        let chosen: Vec<&Candidate> = candidates
+            .into_iter()
+            .take(size.saturating_sub(healthy.len()))
+            .collect();
+        let mut next: BTreeSet<u64> = healthy
+            .iter()
+            .copied()
+            .chain(chosen.iter().map(|c| c.raft_id))
+            .collect();
+        let mut failed_sorted = view.voters.difference(&healthy).copied();
+        while next.len() < size {
+            match failed_sorted.next() {
+                Some(id) => next.insert(id),
+                None => break,
+            };
+        }
+        if next != view.voters && next.len() % 2 == 1 {
+            // Every newcomer replicates as a learner first; they are promoted together, once
+            // all of them have caught up, in one (joint) membership change.
+            if let Some(c) = chosen.iter().find(|c| !view.learners.contains(&c.raft_id)) {
                 return Some(Step::AddLearner {
-                    raft_id: next.raft_id,
-                    name: next.name.clone(),
-                    api_addr: next.api_addr.clone(),
+                    raft_id: c.raft_id,
+                    name: c.name.clone(),
+                    api_addr: c.api_addr.clone(),
                 });
             }
-            let caught_up = view
-                .learner_lag
-                .get(&next.raft_id)
-                .is_some_and(|lag| *lag <= CAUGHT_UP_LAG);
-            if caught_up {
-                let mut voters = healthy.clone();
-                voters.insert(next.raft_id);
-                // Keep failed voters until there are enough live ones to replace them all,
-                // so the voter count never shrinks below what it was.
-                let mut failed_sorted: Vec<u64> = view.voters.difference(&healthy).copied().collect();
-                while voters.len() < view.voters.len() && !failed_sorted.is_empty() {
-                    voters.insert(failed_sorted.remove(0));
-                }
-                if voters != view.voters {
-                    return Some(Step::SetVoters(voters));
-                }
+            let all_caught_up = chosen.iter().all(|c| {
+                view.learner_lag
+                    .get(&c.raft_id)
+                    .is_some_and(|lag| *lag <= CAUGHT_UP_LAG)
+            });
+            if all_caught_up {
+                return Some(Step::SetVoters(next));
             }
         }
     }
@@ -182,17 +196,69 @@ mod tests {
     }
 
     #[test]
-    fn grows_to_three_voters_through_learners() {
+    fn grows_from_one_voter_straight_to_three_never_through_two() {
         let members = vec![member(1, None), member(2, None), member(3, None), member(4, None)];
         let v = view(&[1], &[], members.clone());
         assert!(matches!(plan(&v), Some(Step::AddLearner { raft_id: 2, .. })));
         let v = view(&[1], &[2], members.clone());
-        assert_eq!(plan(&v), Some(Step::SetVoters([1, 2].into())));
-        // Two voters are even: keep growing to three.
-        let v = view(&[1, 2], &[3], members.clone());
+        assert!(
+            matches!(plan(&v), Some(Step::AddLearner { raft_id: 3, .. })),
+            "both newcomers learn before either votes"
+        );
+        let mut v = view(&[1], &[2, 3], members.clone());
+        v.learner_lag.insert(3, 10_000);
+        assert_eq!(plan(&v), None, "n3 is far behind: nobody is promoted yet");
+        let v = view(&[1], &[2, 3], members.clone());
         assert_eq!(plan(&v), Some(Step::SetVoters([1, 2, 3].into())));
-        let v = view(&[1, 2, 3], &[], members);
+        let v = view(&[1, 2, 3], &[], members.clone());
         assert_eq!(plan(&v), None);
+        // From an even count left by an older version, the next odd one.
+        let v = view(&[1, 2], &[3], members);
+        assert_eq!(plan(&v), Some(Step::SetVoters([1, 2, 3].into())));
+    }
+
+    #[test]
+    fn five_voters_grow_from_one_in_one_change_and_from_three_by_two() {
+        let members: Vec<Candidate> = (1..=6).map(|id| member(id, None)).collect();
+        let mut v = view(&[1], &[2, 3, 4, 5], members.clone());
+        v.target = 5;
+        assert_eq!(plan(&v), Some(Step::SetVoters([1, 2, 3, 4, 5].into())));
+        let mut v = view(&[1, 2, 3], &[4], members);
+        v.target = 5;
+        assert!(matches!(plan(&v), Some(Step::AddLearner { raft_id: 5, .. })));
+    }
+
+    #[test]
+    fn no_plan_ever_commits_an_even_voter_count() {
+        // Every mix of up to 7 members alive, briefly dead, dead past grace or departed, voter
+        // sets of 1, 3 and 5, learners caught up.
+        let states = [None, Some(5), Some(600)];
+        for n in 1..=7u64 {
+            for mask in 0..3u64.pow(n as u32) {
+                let mut members = Vec::new();
+                let mut m = mask;
+                for id in 1..=n {
+                    members.push(member(id, states[(m % 3) as usize]));
+                    m /= 3;
+                }
+                for voters in [vec![1], vec![1, 2, 3], vec![1, 2, 3, 4, 5]] {
+                    if voters.len() as u64 > n {
+                        continue;
+                    }
+                    let learners: Vec<u64> = (1..=n).filter(|id| !voters.contains(id)).collect();
+                    for target in [3, 5] {
+                        let mut v = view(&voters, &learners, members.clone());
+                        v.target = target;
+                        if let Some(Step::SetVoters(next)) = plan(&v) {
+                            assert!(
+                                next.len() % 2 == 1,
+                                "{members:?} voters {voters:?} target {target}: {next:?}"
+                            );
+                        }
+                    }
+                }
+            }
+        }
     }
 
     #[test]
@@ -204,7 +270,25 @@ mod tests {
         // Two alive: desired is 1, already met.
         assert_eq!(plan(&v), None);
         v.members.push(member(3, None));
+        assert!(matches!(plan(&v), Some(Step::AddLearner { raft_id: 3, .. })));
+        v.learners.insert(3);
+        v.learner_lag.insert(3, 0);
         assert_eq!(plan(&v), None, "n2 is far behind, wait for it");
+    }
+
+    #[test]
+    fn two_dead_voters_are_replaced_in_one_change() {
+        let members = vec![
+            member(1, None),
+            member(2, Some(60)),
+            member(3, Some(60)),
+            member(4, None),
+            member(5, None),
+        ];
+        let v = view(&[1, 2, 3], &[4], members.clone());
+        assert!(matches!(plan(&v), Some(Step::AddLearner { raft_id: 5, .. })));
+        let v = view(&[1, 2, 3], &[4, 5], members);
+        assert_eq!(plan(&v), Some(Step::SetVoters([1, 4, 5].into())));
     }
 
     #[test]

@@ -344,7 +344,7 @@ fn refusal(node: String, reachable: usize, voters: usize) -> WriteError {
 
 /// Whether a majority of voters acknowledged this leader within the last
 /// [`QUORUM_ACK_FRESH_HEARTBEATS`] heartbeats (`None`: not since it was elected).
-fn quorum_acked_recently(millis_since_quorum_ack: Option<u64>, heartbeat_ms: u64) -> bool {
+pub(crate) fn quorum_acked_recently(millis_since_quorum_ack: Option<u64>, heartbeat_ms: u64) -> bool {
     millis_since_quorum_ack.is_some_and(|ms| ms <= heartbeat_ms * QUORUM_ACK_FRESH_HEARTBEATS)
 }
 

@@ -112,11 +112,20 @@ impl Socket for SecureSocket {
         let plain = self.encoder.encode(envelope).await?;
         let mut num_bytes_sent = 0;
         for datagram in self.sealer.seal(&plain, unix_millis()) {
-            num_bytes_sent += self
-                .wire
-                .send_to(&datagram, to)
-                .await
-                .context("failed to send a gossip message to a peer")?;
+            match self.wire.send_to(&datagram, to).await {
+                Ok(n) => num_bytes_sent += n,
+                // The network refused the datagram (no route, a firewall, a host gone): to
+                // gossip that is a lost packet, which its failure detector is built for. As an
+                // error, chitchat would log it at every round, with a whole backtrace when
+                // RUST_BACKTRACE is set.
+                Err(e) if is_lost_packet(&e) => {
+                    tracing::debug!(%to, error = %e, "gossip datagram not sent");
+                    return Ok(SendOutcome { num_bytes_sent });
+                }
+                Err(e) => {
+                    return Err(anyhow::Error::new(e).context("failed to send a gossip message to a peer"))
+                }
+            }
         }
         Ok(SendOutcome { num_bytes_sent })
     }
@@ -127,6 +136,21 @@ impl Socket for SecureSocket {
             .await
             .ok_or_else(|| anyhow!("the gossip socket on {} stopped receiving", self.local_addr))
     }
+}
+
+/// Send errors that only say this datagram did not leave or will not arrive.
+fn is_lost_packet(e: &std::io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(
+            libc::EPERM
+                | libc::ENETUNREACH
+                | libc::EHOSTUNREACH
+                | libc::EHOSTDOWN
+                | libc::ECONNREFUSED
+                | libc::ENETDOWN
+        )
+    )
 }
 
 /// Reads the wire, opens and decodes, and queues what passes; ends when the socket fails
@@ -255,6 +279,29 @@ impl Codec {
             if out.from_addr == self.raw_addr {
                 return Ok(out.envelope);
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refused_datagrams_are_lost_packets_and_other_send_errors_are_errors() {
+        for code in [
+            libc::EPERM,
+            libc::ENETUNREACH,
+            libc::EHOSTUNREACH,
+            libc::ECONNREFUSED,
+        ] {
+            assert!(is_lost_packet(&std::io::Error::from_raw_os_error(code)), "{code}");
+        }
+        for code in [libc::EMSGSIZE, libc::EBADF, libc::ENOBUFS] {
+            assert!(
+                !is_lost_packet(&std::io::Error::from_raw_os_error(code)),
+                "{code}"
+            );
         }
     }
 }

@@ -43,7 +43,10 @@ impl BudgetChecker {
         let down: Vec<&str> = nodes
             .into_iter()
             .filter(|(_, s)| {
-                !s.is_some_and(|s| s.state != "Terminating" && s.available(self.min_ready_secs, now))
+                !s.is_some_and(|s| {
+                    s.state != crate::agent::status::Phase::Terminating
+                        && s.available(self.min_ready_secs, now)
+                })
             })
             .map(|(n, _)| n)
             .collect();

@@ -92,7 +92,9 @@ pub trait WaveFilter {
 }
 
 fn available(status: Option<&PodStatus>, min_ready_secs: u64, now_ms: u64) -> bool {
-    status.is_some_and(|s| s.state != "Terminating" && s.available_ms(min_ready_secs, now_ms))
+    status.is_some_and(|s| {
+        s.state != crate::agent::status::Phase::Terminating && s.available_ms(min_ready_secs, now_ms)
+    })
 }
 
 /// Classifies one eligible node.

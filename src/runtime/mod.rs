@@ -6,9 +6,11 @@
 //!
 //! # Layout
 //! - [`labels`]: every label key the runtimes put on an instance, and the label set of a spec.
-//! - [`docker`]: the Docker engine through bollard (API 1.41 and later).
+//! - [`docker`]: the Docker engine through bollard (API 1.41 and later); the pure conversion of
+//!   a spec to Docker's create options in `docker/convert.rs`, the engine connection apart.
 //! - [`select`]: choosing Docker or processes for this node (`--runtime auto`).
-//! - [`process`]: child processes with JSON records in a state dir, for hosts without Docker.
+//! - [`process`]: child processes with JSON records in a state dir, for hosts without Docker;
+//!   records, `/proc` and signals (all the `unsafe`), and log following in files of their own.
 //! - `fake`: an in-memory runtime with failure knobs, for agent tests (this crate's tests, or
 //!   any build with the `fake-runtime` feature).
 

@@ -9,11 +9,13 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use bollard::query_parameters::KillContainerOptionsBuilder;
-use docker_support::{build_images, containers, running_by_node, Cleanup, IMAGE_V1};
+use docker_support::{build_images, containers, running_by_node, Cleanup};
 use serde_json::Value;
 use support::manifest::Manifest;
 use support::{wait_until, Cluster, Node};
 
+const IMAGE_V1: &str = "everynode-e2e/docker-agent:v1";
+const IMAGE_V2: &str = "everynode-e2e/docker-agent:v2";
 const LABEL_VALUE: &str = "e2e-docker-agent";
 
 fn manifest(dir: &Path, name: &str, image: &str) -> PathBuf {
@@ -44,7 +46,7 @@ fn docker_agents_converge_recreate_adopt_report_pull_errors_evict_and_remove() {
         cluster: cluster_name.clone(),
         label_value: LABEL_VALUE,
     };
-    rt.block_on(build_images(&docker, LABEL_VALUE));
+    rt.block_on(build_images(&docker, LABEL_VALUE, [IMAGE_V1, IMAGE_V2]));
 
     let mut cluster = Cluster::start_seeded(3, 1, &["--runtime", "docker", "--cluster", &cluster_name]);
     let file = manifest(cluster.root.path(), "agent", IMAGE_V1);

@@ -10,12 +10,14 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use docker_support::{build_images, containers, Cleanup, IMAGE_V1, IMAGE_V2};
+use docker_support::{build_images, containers, Cleanup};
 use everynode::rollout::invariant::BudgetChecker;
 use rollout_support::{apply, leader_index, pods, rollout, run_ok, wait_revision, Sampler};
 use support::manifest::Manifest;
 use support::{wait_until, Cluster};
 
+const IMAGE_V1: &str = "everynode-e2e/docker-rollout:v1";
+const IMAGE_V2: &str = "everynode-e2e/docker-rollout:v2";
 const LABEL_VALUE: &str = "e2e-docker-rollout";
 const BROKEN: &str = "everynode-e2e/busybox:does-not-exist";
 
@@ -46,7 +48,7 @@ fn docker_rollout_waves_failure_rollback_undo_pause_and_on_delete() {
         cluster: cluster_name.clone(),
         label_value: LABEL_VALUE,
     };
-    rt.block_on(build_images(&docker, LABEL_VALUE));
+    rt.block_on(build_images(&docker, LABEL_VALUE, [IMAGE_V1, IMAGE_V2]));
     let cluster = Cluster::start_seeded(5, 1, &["--runtime", "docker", "--cluster", &cluster_name]);
     let dir = cluster.root.path().to_path_buf();
     let n0 = &cluster.nodes[0];

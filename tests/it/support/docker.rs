@@ -12,9 +12,6 @@ use futures_util::StreamExt;
 
 use crate::support::busybox_image;
 
-pub const IMAGE_V1: &str = "everynode-e2e/busybox:v1";
-pub const IMAGE_V2: &str = "everynode-e2e/busybox:v2";
-
 /// The engine, or `None` after a loud SKIP line; under `CI=true` a missing engine fails.
 pub fn connect(test: &str) -> Option<(tokio::runtime::Runtime, Docker)> {
     let rt = tokio();
@@ -116,8 +113,11 @@ pub fn running_by_node(
         .collect()
 }
 
-pub async fn build_images(docker: &Docker, label_value: &str) {
-    for (tag, version) in [(IMAGE_V1, "v1"), (IMAGE_V2, "v2")] {
+/// Builds `tags` (v1 and v2 of the test image), labelled with `label_value` for [`Cleanup`]. Each
+/// test names its own tags: tests run side by side, and one test's cleanup must never remove an
+/// image another still runs.
+pub async fn build_images(docker: &Docker, label_value: &str, tags: [&str; 2]) {
+    for (tag, version) in tags.into_iter().zip(["v1", "v2"]) {
         let context = busybox_image::image_context(version, label_value);
         let options = BuildImageOptionsBuilder::default()
             .dockerfile("Dockerfile")

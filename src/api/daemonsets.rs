@@ -1,0 +1,273 @@
+//! DaemonSet endpoints: apply, list, get with per-node placement, delete.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::Json;
+use serde::{Deserialize, Serialize};
+
+use super::error::ApiError;
+use super::ApiState;
+use crate::agent::status::{aggregate, node_count, Counts, NodeCount, NodeReport};
+use crate::control::nodes;
+use crate::control::store::{Command, DaemonSetRecord, Response as StoreResponse, Store};
+use crate::membership::{Member, MemberState};
+use crate::spec::DaemonSet;
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// `POST /v1/apply`: the objects of one manifest, all validated, then stored together.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ApplyRequest {
+    pub objects: Vec<serde_json::Value>,
+}
+
+/// One object's result, with the warnings for fields everynode does not honour.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ApplyResult {
+    pub name: String,
+    pub outcome: crate::control::store::ApplyOutcome,
+    pub revision: u64,
+    pub warnings: Vec<String>,
+}
+
+pub async fn apply(
+    State(s): State<ApiState>,
+    Json(req): Json<ApplyRequest>,
+) -> Result<Json<Vec<ApplyResult>>, ApiError> {
+    if req.objects.is_empty() {
+        return Err(ApiError(StatusCode::BAD_REQUEST, "no objects to apply".into()));
+    }
+    let mut valid: Vec<DaemonSet> = Vec::new();
+    let mut warnings: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut errors: Vec<String> = Vec::new();
+    let mut names = BTreeSet::new();
+    for (i, obj) in req.objects.iter().enumerate() {
+        let bytes = serde_json::to_vec(obj).expect("JSON values serialize");
+        match DaemonSet::from_json(&bytes) {
+            Ok(v) => {
+                let name = v.daemonset.metadata.name.clone();
+                if !names.insert(name.clone()) {
+                    errors.push(format!("object {i}: daemonset {name} appears twice in one apply"));
+                }
+                warnings.insert(name, v.warnings.iter().map(|w| w.to_string()).collect());
+                valid.push(v.daemonset);
+            }
+            Err(invalid) => errors.extend(invalid.errors.iter().map(|e| format!("object {i}: {e}"))),
+        }
+    }
+    if !errors.is_empty() {
+        return Err(ApiError(StatusCode::UNPROCESSABLE_ENTITY, errors.join("\n")));
+    }
+    let cmd = Command::Apply {
+        daemonsets: valid.clone(),
+        at: now(),
+    };
+    match s.control.writer.write(cmd).await? {
+        StoreResponse::Applied { results } => {
+            await_local_copy(&s, &valid).await;
+            Ok(Json(
+                results
+                    .into_iter()
+                    .map(|r| ApplyResult {
+                        warnings: warnings.remove(&r.name).unwrap_or_default(),
+                        name: r.name,
+                        outcome: r.outcome,
+                        revision: r.revision,
+                    })
+                    .collect(),
+            ))
+        }
+        StoreResponse::Conflict { message } => Err(ApiError(StatusCode::CONFLICT, message)),
+        other => Err(ApiError(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("unexpected result {other:?}"),
+        )),
+    }
+}
+
+/// How long an apply's answer waits for this node's copy of the store to hold the write.
+const READ_YOUR_WRITES: Duration = Duration::from_secs(5);
+
+/// Read your writes: reads are served from this node's copy, which the leader's commit reaches a
+/// moment later, so `apply && rollout status` would otherwise report the previous revision as
+/// rolled out. The answer waits until the copy holds every applied object, at most
+/// [`READ_YOUR_WRITES`]; past that it is sent anyway, the write being committed.
+async fn await_local_copy(s: &ApiState, applied: &[DaemonSet]) {
+    let mut copies = s.control.replica.subscribe();
+    let deadline = tokio::time::Instant::now() + READ_YOUR_WRITES;
+    loop {
+        let holds = {
+            let store = copies.borrow_and_update();
+            applied.iter().all(|ds| {
+                store
+                    .daemonsets
+                    .get(&ds.metadata.name)
+                    .is_some_and(|r| r.daemonset == *ds)
+            })
+        };
+        if holds {
+            return;
+        }
+        if !matches!(
+            tokio::time::timeout_at(deadline, copies.changed()).await,
+            Ok(Ok(()))
+        ) {
+            tracing::warn!(
+                "this node's store copy did not show an applied write within {READ_YOUR_WRITES:?}; answering anyway"
+            );
+            return;
+        }
+    }
+}
+
+/// Where one DaemonSet runs (or not) on one node, and why.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NodePlacement {
+    pub node: String,
+    pub node_state: MemberState,
+    pub should_run: bool,
+    pub reason: String,
+}
+
+/// A DaemonSet as `get` and `describe` show it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DaemonSetView {
+    pub name: String,
+    pub namespace: String,
+    /// Nodes the DaemonSet selects that are alive, or dead for less than `--dead-node-grace`.
+    pub desired: usize,
+    pub revision: u64,
+    pub revision_hash: String,
+    pub images: Vec<String>,
+    pub node_selector: BTreeMap<String, String>,
+    pub created_at: u64,
+    /// Kubernetes' status numbers, from the statuses the nodes gossip.
+    #[serde(default)]
+    pub status: Counts,
+    pub record: DaemonSetRecord,
+    /// Where the rollout of the current revision stands.
+    pub rollout: super::rollout::RolloutView,
+    /// Filled for `describe` (one DaemonSet): every known node with the placement verdict.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub placement: Vec<NodePlacement>,
+}
+
+fn view(
+    record: &DaemonSetRecord,
+    members: &[Member],
+    store: &Store,
+    with_placement: bool,
+    dead_node_grace: Duration,
+) -> DaemonSetView {
+    let ds = &record.daemonset;
+    let now = now();
+    let mut placement = Vec::new();
+    let mut reports = Vec::new();
+    for m in members {
+        let mut p = crate::scheduling::placement::should_run(ds, &nodes::effective(m, store));
+        if store.is_drained(&m.name) {
+            p.should_run = false;
+            p.reasons.clear();
+        }
+        let dead_for = m.dead_since.map(|s| Duration::from_secs(now.saturating_sub(s)));
+        match node_count(m.state, dead_for, dead_node_grace) {
+            NodeCount::Counted => reports.push(NodeReport {
+                selected: p.should_run,
+                status: m.pods.get(&ds.metadata.name),
+                lost: false,
+            }),
+            NodeCount::Lost => reports.push(NodeReport {
+                selected: p.should_run,
+                status: None,
+                lost: true,
+            }),
+            NodeCount::Ignored => {}
+        }
+        if with_placement && m.state != MemberState::Left {
+            placement.push(NodePlacement {
+                node: m.name.clone(),
+                node_state: m.state,
+                should_run: p.should_run,
+                reason: if store.is_drained(&m.name) {
+                    "does not run here: the node is drained (`everynode uncordon` ends it)".into()
+                } else {
+                    p.summary()
+                },
+            });
+        }
+    }
+    let current = record.current_revision();
+    let status = aggregate(reports, &current.hash, ds.spec.min_ready().as_secs(), now);
+    DaemonSetView {
+        rollout: super::rollout::rollout_view(record, members, store),
+        desired: status.desired,
+        status,
+        name: ds.metadata.name.clone(),
+        namespace: ds.metadata.namespace.clone(),
+        revision: current.number,
+        revision_hash: current.hash.clone(),
+        images: ds
+            .spec
+            .template
+            .spec
+            .containers
+            .iter()
+            .map(|c| c.image.clone())
+            .collect(),
+        node_selector: ds.spec.template.spec.node_selector.clone(),
+        created_at: record.created_at,
+        record: record.clone(),
+        placement,
+    }
+}
+
+pub async fn list_daemonsets(State(s): State<ApiState>) -> Json<Vec<DaemonSetView>> {
+    let store = s.control.replica.current();
+    let members = s.membership.members().await;
+    Json(
+        store
+            .daemonsets
+            .values()
+            .map(|r| view(r, &members, &store, false, s.dead_node_grace))
+            .collect(),
+    )
+}
+
+pub async fn get_daemonset(
+    State(s): State<ApiState>,
+    Path(name): Path<String>,
+) -> Result<Json<DaemonSetView>, ApiError> {
+    let store = s.control.replica.current();
+    let record = store
+        .daemonsets
+        .get(&name)
+        .ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("daemonset {name} not found")))?;
+    let members = s.membership.members().await;
+    Ok(Json(view(record, &members, &store, true, s.dead_node_grace)))
+}
+
+pub async fn delete_daemonset(
+    State(s): State<ApiState>,
+    Path(name): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    match s
+        .control
+        .writer
+        .write(Command::Delete { name: name.clone() })
+        .await?
+    {
+        StoreResponse::NotFound { .. } => Err(ApiError(
+            StatusCode::NOT_FOUND,
+            format!("daemonset {name} not found"),
+        )),
+        _ => Ok(StatusCode::NO_CONTENT),
+    }
+}
