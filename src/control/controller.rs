@@ -12,7 +12,7 @@ use super::replica::Replica;
 use super::store::Store;
 use super::types::{Raft, RaftNode};
 use super::voters::{self, Candidate, Step, VoterView};
-use crate::membership::{keys, MemberState, Membership};
+use crate::membership::{keys, Member, MemberState, Membership};
 
 /// Settings of the control loop.
 #[derive(Debug, Clone)]
@@ -157,43 +157,20 @@ impl Controller {
                 }
                 continue;
             }
+            // Every node keeps these ages current, leader or not, so that a node becoming
+            // leader never judges a voter dead by what it saw in an earlier term.
+            let candidates = candidates(
+                &members,
+                voter_ids.iter().chain(&learner_ids).copied(),
+                &mut gone_since,
+                Instant::now(),
+                crate::rollout::driver::unix_now(),
+            );
             if metrics.state != ServerState::Leader {
                 continue;
             }
 
             // Leader: keep the voter set at its target and replace dead voters.
-            let now = Instant::now();
-            let mut candidates: Vec<Candidate> = Vec::new();
-            for m in &members {
-                let Some(id) = m.raft_id else { continue };
-                let dead_for = match m.state {
-                    MemberState::Dead | MemberState::Left => Some(now - *gone_since.entry(id).or_insert(now)),
-                    _ => {
-                        gone_since.remove(&id);
-                        None
-                    }
-                };
-                candidates.push(Candidate {
-                    raft_id: id,
-                    name: m.name.clone(),
-                    api_addr: m.api_addr.clone(),
-                    dead_for,
-                    left: m.state == MemberState::Left,
-                });
-            }
-            // Raft members gossip no longer knows of (a wiped node came back under a new id)
-            // count as dead from when we noticed.
-            for id in voter_ids.iter().chain(&learner_ids) {
-                if !candidates.iter().any(|c| c.raft_id == *id) {
-                    candidates.push(Candidate {
-                        raft_id: *id,
-                        name: String::new(),
-                        api_addr: String::new(),
-                        dead_for: Some(now - *gone_since.entry(*id).or_insert(now)),
-                        left: false,
-                    });
-                }
-            }
             let last = metrics.last_log_index.unwrap_or(0);
             let learner_lag: BTreeMap<u64, u64> = metrics
                 .replication
@@ -284,5 +261,120 @@ impl Controller {
         if let Err(e) = result {
             warn!(step = ?step, error = %e, "membership change failed; will retry");
         }
+    }
+}
+
+/// The Raft-capable members as the voter planner sees them, with how long each has been dead.
+///
+/// The age comes from what gossip says now (`dead_since`, when this node's failure detector
+/// declared the member dead), not from when this node happened to notice it while leading.
+/// Raft members gossip no longer knows of (a wiped host back under a new id) count as dead from
+/// when this node first missed them, kept in `gone_since`.
+pub fn candidates(
+    members: &[Member],
+    raft_members: impl Iterator<Item = u64>,
+    gone_since: &mut HashMap<u64, Instant>,
+    now: Instant,
+    unix_now: u64,
+) -> Vec<Candidate> {
+    let mut out: Vec<Candidate> = Vec::new();
+    let mut counted = BTreeSet::new();
+    for m in members {
+        let Some(id) = m.raft_id else { continue };
+        let dead_for = match (m.state, m.dead_since) {
+            (MemberState::Dead | MemberState::Left, Some(since)) => {
+                Some(Duration::from_secs(unix_now.saturating_sub(since)))
+            }
+            // Gone without a time of death in gossip (a node that left): from when we noticed.
+            (MemberState::Dead | MemberState::Left, None) => {
+                counted.insert(id);
+                Some(now - *gone_since.entry(id).or_insert(now))
+            }
+            _ => None,
+        };
+        out.push(Candidate {
+            raft_id: id,
+            name: m.name.clone(),
+            api_addr: m.api_addr.clone(),
+            dead_for,
+            left: m.state == MemberState::Left,
+        });
+    }
+    let known: BTreeSet<u64> = out.iter().map(|c| c.raft_id).collect();
+    for id in raft_members {
+        if !known.contains(&id) && counted.insert(id) {
+            out.push(Candidate {
+                raft_id: id,
+                name: String::new(),
+                api_addr: String::new(),
+                dead_for: Some(now - *gone_since.entry(id).or_insert(now)),
+                left: false,
+            });
+        }
+    }
+    gone_since.retain(|id, _| counted.contains(id));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn member(id: u64, state: MemberState, dead_since: Option<u64>) -> Member {
+        Member {
+            name: format!("n{id}"),
+            state,
+            dead_since,
+            raft_id: Some(id),
+            ..Member::default()
+        }
+    }
+
+    #[test]
+    fn dead_voters_age_from_what_gossip_says_now_not_from_an_earlier_term() {
+        let t0 = Instant::now();
+        let mut gone = HashMap::new();
+        // n3 was missing long ago, while this node led in an earlier term...
+        gone.insert(3, t0);
+        let later = t0 + Duration::from_secs(600);
+        // ...came back, and has just been declared dead again, 2 s ago.
+        let members = [
+            member(1, MemberState::Alive, None),
+            member(3, MemberState::Dead, Some(998)),
+        ];
+        let c = candidates(&members, [1, 3].into_iter(), &mut gone, later, 1000);
+        assert_eq!(c[1].dead_for, Some(Duration::from_secs(2)), "{c:?}");
+        assert!(gone.is_empty(), "{gone:?}");
+    }
+
+    #[test]
+    fn a_raft_member_gossip_does_not_know_ages_from_when_it_was_first_missed() {
+        let t0 = Instant::now();
+        let mut gone = HashMap::new();
+        let members = [member(1, MemberState::Alive, None)];
+        let c = candidates(&members, [1, 7].into_iter(), &mut gone, t0, 1000);
+        assert_eq!(c[1].dead_for, Some(Duration::ZERO));
+        let c = candidates(
+            &members,
+            [1, 7].into_iter(),
+            &mut gone,
+            t0 + Duration::from_secs(5),
+            1005,
+        );
+        assert_eq!(c[1].dead_for, Some(Duration::from_secs(5)));
+        // Back in gossip: forgotten.
+        let members = [
+            member(1, MemberState::Alive, None),
+            member(7, MemberState::Alive, None),
+        ];
+        let c = candidates(
+            &members,
+            [1, 7].into_iter(),
+            &mut gone,
+            t0 + Duration::from_secs(6),
+            1006,
+        );
+        assert_eq!(c[1].dead_for, None);
+        assert!(gone.is_empty());
     }
 }

@@ -224,7 +224,8 @@ pub enum Command {
         node: String,
         at: u64,
     },
-    /// A node left or was removed: its overrides are dropped and its generation `generation`
+    /// A node left or was removed: its overrides, grants and pod generations are dropped and its
+    /// generation `generation`
     /// (and older ones) is recorded as gone, so every node lists it as `left` and the leader
     /// gives its Raft seat away.
     NodeLeft {
@@ -398,6 +399,12 @@ impl Store {
             }
             Command::NodeLeft { node, generation } => {
                 self.nodes.remove(node);
+                // Nothing more runs there: its grants and pod generations would only grow the
+                // store with every node that ever left.
+                for record in self.daemonsets.values_mut() {
+                    record.rollout.grants.remove(node);
+                    record.rollout.pod_generations.remove(node);
+                }
                 let gone = self.departed.entry(node.clone()).or_insert(0);
                 *gone = (*gone).max(*generation);
                 Response::Ok
@@ -915,7 +922,8 @@ mod tests {
     }
 
     #[test]
-    fn a_node_that_left_loses_its_overrides_and_only_newer_generations_come_back() {
+    fn a_node_that_left_loses_its_overrides_grants_and_pod_generations_and_only_newer_generations_come_back()
+    {
         let mut s = Store::default();
         s.apply(&Command::DrainNode {
             node: "n1".into(),
@@ -925,8 +933,23 @@ mod tests {
             node: "n1".into(),
             generation,
         };
+        apply(&mut s, &ds("agent", "agent:1"));
+        let rollout = &mut s.daemonsets.get_mut("agent").unwrap().rollout;
+        let grant = crate::rollout::state::Grant {
+            revision: "h".into(),
+            at: 0,
+        };
+        rollout.grants.insert("n1".into(), grant.clone());
+        rollout.grants.insert("n2".into(), grant);
+        rollout.pod_generations.insert("n1".into(), 3);
         assert_eq!(s.apply(&left(20)), Response::Ok);
         assert!(!s.is_drained("n1") && s.nodes.is_empty());
+        let rollout = &s.daemonsets["agent"].rollout;
+        assert!(
+            !rollout.grants.contains_key("n1") && rollout.grants.contains_key("n2"),
+            "{rollout:?}"
+        );
+        assert!(rollout.pod_generations.is_empty(), "{rollout:?}");
         assert_eq!(s.departed["n1"], 20);
         s.apply(&left(10));
         assert_eq!(

@@ -9,10 +9,11 @@ use super::keys;
 use crate::scheduling::Taint;
 
 /// Whether the failure detector currently hears from a member.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum MemberState {
     /// Heard of, but its heartbeat has not yet been seen rising; new nodes start here.
+    #[default]
     Joining,
     Alive,
     Dead,
@@ -33,7 +34,7 @@ impl std::fmt::Display for MemberState {
 }
 
 /// One node as seen by the local node: its newest generation only.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Member {
     pub name: String,
     pub state: MemberState,

@@ -11,7 +11,8 @@
 //! `host_network`/`host_pid` (always the host's), mounts (the whole host filesystem is visible),
 //! CPU and memory limits, and `privileged` (it has the agent's privileges minus `run_as_user`).
 //! `exec` runs the probe command on the host with the instance's env, user and working dir.
-//! Logs (stdout and stderr together) are appended to `logs/<id>.log`, without rotation.
+//! Logs (stdout and stderr together) are appended to `logs/<id>.log`, rotated past 10 MiB with
+//! three older files kept (`logs/<id>.log.1` newest), and tails are read from the file's end.
 //!
 //! State dir layout: `instances/<id>.json` (written once at start), `instances/<id>.exit.json`
 //! (written by the agent that started it, when it exits), `logs/<id>.log`.
@@ -34,6 +35,7 @@ mod procfs;
 mod records;
 
 use logs::Follow;
+pub use logs::{DEFAULT_KEPT_LOGS, DEFAULT_MAX_LOG_BYTES};
 pub(crate) use procfs::read_stat;
 use procfs::{boot_id, child_command, process_alive, signal_group, user_switch};
 use records::write_json_atomic;
@@ -67,6 +69,10 @@ pub struct ProcessRuntime {
     state_dir: PathBuf,
     /// The state dir as an absolute path, as instances carry it in [`STATE_DIR_ENV`].
     marker: String,
+    /// An instance log is rotated past this size ([`DEFAULT_MAX_LOG_BYTES`]).
+    max_log_bytes: u64,
+    /// Rotated files kept per instance ([`DEFAULT_KEPT_LOGS`]).
+    kept_logs: usize,
 }
 
 impl ProcessRuntime {
@@ -84,7 +90,19 @@ impl ProcessRuntime {
             .unwrap_or_else(|_| state_dir.clone())
             .to_string_lossy()
             .into_owned();
-        Ok(ProcessRuntime { state_dir, marker })
+        Ok(ProcessRuntime {
+            state_dir,
+            marker,
+            max_log_bytes: DEFAULT_MAX_LOG_BYTES,
+            kept_logs: DEFAULT_KEPT_LOGS,
+        })
+    }
+
+    /// Rotates instance logs past `max_bytes`, keeping `keep` rotated files each.
+    pub fn with_log_limits(mut self, max_bytes: u64, keep: usize) -> Self {
+        self.max_log_bytes = max_bytes;
+        self.kept_logs = keep;
+        self
     }
 
     pub fn state_dir(&self) -> &Path {
@@ -147,12 +165,21 @@ impl ContainerRuntime for ProcessRuntime {
     }
 
     async fn list(&self, cluster: &str, node: &str) -> Result<Vec<Instance>> {
-        Ok(self
-            .records()?
+        let records = self.records()?;
+        let ours: Vec<&Record> = records
             .iter()
             .filter(|r| labels::belongs_to(&r.labels, cluster, node))
-            .map(|r| self.observe(r))
-            .collect())
+            .collect();
+        // Every resync lists: the moment to keep each instance's log within its size.
+        for r in &ours {
+            let path = self.log_path(&r.id);
+            match logs::rotate_if_large(&path, self.max_log_bytes, self.kept_logs) {
+                Ok(true) => tracing::debug!(id = %r.id, "rotated the instance log"),
+                Ok(false) => {}
+                Err(e) => tracing::warn!(id = %r.id, error = %e, "cannot rotate the instance log"),
+            }
+        }
+        Ok(ours.into_iter().map(|r| self.observe(r)).collect())
     }
 
     async fn create_and_start(&self, spec: &InstanceSpec) -> Result<Instance> {
@@ -294,7 +321,8 @@ impl ContainerRuntime for ProcessRuntime {
             });
         }
         // The record goes last: until it is gone a retry can still find the rest.
-        for path in [self.exit_path(id), self.log_path(id), self.record_path(id)] {
+        let rotated = (1..=self.kept_logs).map(|n| logs::rotated(&self.log_path(id), n));
+        for path in rotated.chain([self.exit_path(id), self.log_path(id), self.record_path(id)]) {
             match fs::remove_file(&path) {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
@@ -312,23 +340,18 @@ impl ContainerRuntime for ProcessRuntime {
     async fn logs(&self, id: &str, tail: Option<usize>) -> Result<String> {
         self.read_record(id)?;
         let path = self.log_path(id);
-        match tokio::fs::read(&path).await {
-            Ok(bytes) => Ok(super::tail_lines(&String::from_utf8_lossy(&bytes), tail)),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(String::new()),
-            Err(e) => Err(RuntimeError::other(format!("reading {}", path.display()), e)),
-        }
+        let (bytes, _) = logs::read_tail(&path, tail)
+            .await
+            .map_err(|e| RuntimeError::other(format!("reading {}", path.display()), e))?;
+        Ok(String::from_utf8_lossy(&bytes).into_owned())
     }
 
     async fn follow_logs(&self, id: &str, tail: Option<usize>) -> Result<super::LogStream> {
         let rec = self.read_record(id)?;
         let path = self.log_path(id);
-        let start = match tokio::fs::read(&path).await {
-            Ok(bytes) => bytes,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
-            Err(e) => return Err(RuntimeError::other(format!("reading {}", path.display()), e)),
-        };
-        let offset = start.len() as u64;
-        let first = super::tail_lines(&String::from_utf8_lossy(&start), tail).into_bytes();
+        let (first, offset) = logs::read_tail(&path, tail)
+            .await
+            .map_err(|e| RuntimeError::other(format!("reading {}", path.display()), e))?;
         let follow = Follow {
             rec,
             path,
