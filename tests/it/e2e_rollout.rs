@@ -64,7 +64,15 @@ fn rolling_update_keeps_the_budget_and_a_new_leader_finishes_it() {
         BudgetChecker::new(1, 0, 2),
     );
     let v2 = Spec { version: "v2", ..v1 };
-    apply(&cluster.nodes[0], &write_manifest(&dir, "agent", &v2));
+    // Through a node that does not lead, and asked at once: `apply && rollout status` must see
+    // the rollout the apply started, never report the previous revision as rolled out.
+    let follower = (leader + 1) % cluster.nodes.len();
+    apply(&cluster.nodes[follower], &write_manifest(&dir, "agent", &v2));
+    let r = rollout(&cluster.nodes[follower], "agent");
+    assert!(
+        r["revision"] == 2 && r["phase"] != "Complete",
+        "rollout status right after apply: {r}"
+    );
 
     // Kill the leader once two waves have gone out.
     wait_until("wave 2", Duration::from_secs(60), || {

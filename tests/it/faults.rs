@@ -687,6 +687,7 @@ fn s5_twenty_percent_loss_declares_nobody_dead_and_writes_commit() {
     let (mut acknowledged, mut retried, mut polls) = (0, 0, 0);
     let mut want = BTreeMap::new();
     let mut dead_seen = Vec::new();
+    let mut stale_reads = Vec::new();
     let mut k = 0;
     while t0.elapsed() < Duration::from_secs(60) {
         let version = format!("v{k}");
@@ -695,6 +696,18 @@ fn s5_twenty_percent_loss_declares_nobody_dead_and_writes_commit() {
         let (_, retries) = apply_until_acknowledged(fleet.node(k % HOSTS), &file, t0, "under loss");
         retried += retries;
         acknowledged += 1;
+        // Read your writes: the node that acknowledged the apply serves it at once, so
+        // `apply && rollout status` there never reports the previous revision.
+        let served = json(fleet.node(k % HOSTS), &["get", "ds", &name, "-o", "json"]);
+        let env = served
+            .as_ref()
+            .map(|d| d["spec"]["template"]["spec"]["containers"][0]["env"][0]["value"].clone());
+        if env.as_ref().ok().and_then(|v| v.as_str()) != Some(version.as_str()) {
+            stale_reads.push(format!(
+                "{} served {name} as {env:?} right after acknowledging {version}",
+                fleet.node(k % HOSTS).name
+            ));
+        }
         want.insert(name, version);
         k += 1;
         polls += record_not_alive(&fleet, t0, &mut dead_seen);
@@ -703,6 +716,10 @@ fn s5_twenty_percent_loss_declares_nobody_dead_and_writes_commit() {
     assert!(
         dead_seen.is_empty(),
         "nodes wrongly declared dead under 20% loss: {dead_seen:?}"
+    );
+    assert!(
+        stale_reads.is_empty(),
+        "reads missed acknowledged writes: {stale_reads:?}"
     );
     fleet.net.heal();
     let converge = wait_converged(&fleet, &want, Duration::from_secs(60));
