@@ -10,7 +10,7 @@
 //! - [`error`]: the bad-input error type that the binary maps to exit code 2.
 //! - [`membership`]: the chitchat gossip wrapper: who is alive, and each node's published keys.
 //! - [`rollout`]: rolling updates: the leader's wave planner and the loop that commits its grants.
-//! - [`runtime`]: container runtimes; for now the choice between Docker and child processes.
+//! - [`runtime`]: container runtimes: Docker, child processes, and an in-memory one for tests.
 //! - [`security`]: the cluster secret and its derived keys, node-to-node HTTP signatures, API tokens, TLS.
 //! - [`node`]: wires one running node together (data dir, gossip, API) and shuts it down.
 //! - [`api`]: the HTTP JSON API every node serves, with health and Prometheus metrics.

@@ -9,11 +9,9 @@
 //! - [`docker`]: the Docker engine through bollard (API 1.41 and later).
 //! - [`select`]: choosing Docker or processes for this node (`--runtime auto`).
 //! - [`process`]: child processes with JSON records in a state dir, for hosts without Docker.
-//! - `fake`: an in-memory runtime with failure knobs, for agent tests (this crate's tests, or
-//!   any build with the `fake-runtime` feature).
+//! - [`fake`]: the in-memory runtime with failure knobs, for tests and simulations.
 
 pub mod docker;
-#[cfg(any(test, feature = "fake-runtime"))]
 pub mod fake;
 pub mod labels;
 pub mod process;
