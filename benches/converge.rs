@@ -1,6 +1,6 @@
 //! Convergence benchmark: time from an apply being committed until every node reports its instance Running, for in-process nodes on the fake runtime and for real agents on the process runtime.
 //!
-//! Run with `cargo bench --features fake-runtime --bench converge`. Environment knobs:
+//! Run with `cargo bench --bench converge`. Environment knobs:
 //! `BENCH_PART` (`fake`, `process` or `both`, default `both`), `BENCH_NODES` (in-process nodes,
 //! default 100), `BENCH_PROCESS_NODES` (agent processes, default 10), `BENCH_APPLIES` (applies
 //! per part, default 10), `BENCH_ROLLOUTS` (timed rolling updates on the in-process nodes,
@@ -603,7 +603,7 @@ async fn one_rollout(
                 .map(|p| {
                     let status = PodStatus {
                         revision: p.revision_hash,
-                        state: p.state,
+                        state: p.state.into(),
                         ready: p.ready,
                         ready_since: p.ready_since,
                         ..PodStatus::default()

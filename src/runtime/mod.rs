@@ -10,12 +10,10 @@
 //!   a spec to Docker's create options in `docker/convert.rs`, the engine connection apart.
 //! - [`select`]: choosing Docker or processes for this node (`--runtime auto`).
 //! - [`process`]: child processes with JSON records in a state dir, for hosts without Docker;
-//!   records, `/proc` and signals (all the `unsafe`), and log following in files of their own.
-//! - `fake`: an in-memory runtime with failure knobs, for agent tests (this crate's tests, or
-//!   any build with the `fake-runtime` feature).
+//!   records, `/proc` and signals (all the `unsafe`), and logs (tails, rotation, following) apart.
+//! - [`fake`]: the in-memory runtime with failure knobs, for tests and simulations.
 
 pub mod docker;
-#[cfg(any(test, feature = "fake-runtime"))]
 pub mod fake;
 pub mod labels;
 pub mod process;

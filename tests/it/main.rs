@@ -33,6 +33,7 @@ mod membership_sim;
 mod placement;
 mod properties;
 mod raft_cluster;
+mod runtime_contract;
 mod runtime_docker;
 mod runtime_process;
 mod security_api;

@@ -221,6 +221,21 @@ pub(super) fn parse_docker_time(s: &str) -> Option<SystemTime> {
     Some(SystemTime::UNIX_EPOCH + Duration::new(secs, nanos))
 }
 
+/// Splits log output taken with `timestamps=true` into (timestamp, line with its newline).
+/// Docker puts an RFC 3339 timestamp and a space before every line.
+pub(super) fn timestamped_lines(bytes: &[u8]) -> Vec<(String, Vec<u8>)> {
+    bytes
+        .split_inclusive(|b| *b == b'\n')
+        .map(|line| match line.iter().position(|b| *b == b' ') {
+            Some(space) => (
+                String::from_utf8_lossy(&line[..space]).into_owned(),
+                line[space + 1..].to_vec(),
+            ),
+            None => (String::new(), line.to_vec()),
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -520,6 +535,17 @@ mod tests {
         ] {
             assert_eq!(with_default_tag(input), expected);
         }
+    }
+
+    #[test]
+    fn timestamped_log_lines_split_into_stamp_and_line() {
+        let out = b"2026-12-04T03:00:00.100000000Z one\n2026-12-04T03:00:00.200000000Z two words\n";
+        let lines = timestamped_lines(out);
+        assert_eq!(lines.len(), 2);
+        assert_eq!(lines[0].0, "2026-12-04T03:00:00.100000000Z");
+        assert_eq!(lines[1].1, b"two words\n");
+        assert!(lines[0].0 < lines[1].0, "fixed-width stamps compare as strings");
+        assert!(parse_docker_time(&lines[1].0).is_some());
     }
 
     #[test]

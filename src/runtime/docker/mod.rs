@@ -275,19 +275,60 @@ impl ContainerRuntime for DockerRuntime {
     async fn follow_logs(&self, id: &str, tail: Option<usize>) -> Result<crate::runtime::LogStream> {
         // A missing container is a plain NotFound now rather than an error inside the stream.
         self.inspect(id).await?;
+        // bollard sends a request only once its stream is first read, so a follow request
+        // would take its tail then, and lose what the container wrote in between. The tail is
+        // read now instead, with timestamps, and the follow request resumes after its last line.
+        let options = bollard::query_parameters::LogsOptionsBuilder::default()
+            .stdout(true)
+            .stderr(true)
+            .timestamps(true)
+            // One line more than asked, so even a tail of 0 knows where output stands.
+            .tail(&tail.map(|n| (n + 1).to_string()).unwrap_or_else(|| "all".into()))
+            .build();
+        let mut lines: Vec<(String, Vec<u8>)> = Vec::new();
+        let mut stream = self.docker.logs(id, Some(options));
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| classify(e, format!("reading the logs of {id}"), Some(id)))?;
+            lines.extend(convert::timestamped_lines(&chunk.into_bytes()));
+        }
+        let after = lines.last().map(|(ts, _)| ts.clone());
+        let keep = tail.map_or(lines.len(), |n| n.min(lines.len()));
+        let first: Vec<u8> = lines[lines.len() - keep..]
+            .iter()
+            .flat_map(|(_, l)| l.clone())
+            .collect();
+        let since = match &after {
+            Some(ts) => convert::parse_docker_time(ts),
+            None => Some(std::time::SystemTime::now()),
+        }
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_secs() as i32);
         let options = bollard::query_parameters::LogsOptionsBuilder::default()
             .stdout(true)
             .stderr(true)
             .follow(true)
-            .tail(&tail.map(|n| n.to_string()).unwrap_or_else(|| "all".into()))
+            .timestamps(true)
+            .since(since)
+            .tail("all")
             .build();
         let owned = id.to_string();
-        let stream = self.docker.logs(id, Some(options)).map(move |chunk| {
+        // `since` is whole seconds: lines of that second already handed out are dropped by
+        // their timestamps (fixed-width RFC 3339, so they compare as strings).
+        let rest = self.docker.logs(id, Some(options)).map(move |chunk| {
             chunk
-                .map(|c| c.into_bytes().to_vec())
+                .map(|c| {
+                    convert::timestamped_lines(&c.into_bytes())
+                        .into_iter()
+                        .filter(|(ts, _)| after.as_ref().is_none_or(|a| ts > a))
+                        .flat_map(|(_, line)| line)
+                        .collect::<Vec<u8>>()
+                })
                 .map_err(|e| classify(e, format!("following the logs of {owned}"), Some(&owned)))
         });
-        Ok(Box::pin(stream))
+        let head = futures_util::stream::iter((!first.is_empty()).then_some(Ok(first)));
+        Ok(Box::pin(head.chain(rest.filter(|c| {
+            std::future::ready(!matches!(c, Ok(bytes) if bytes.is_empty()))
+        }))))
     }
 
     async fn exec(&self, id: &str, cmd: &[String], timeout: Duration) -> Result<i32> {

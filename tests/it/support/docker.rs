@@ -58,15 +58,8 @@ impl Drop for Cleanup {
                         .build();
                     let _ = docker.remove_container(&c.0, Some(force)).await;
                 }
-                let filters = HashMap::from([(
-                    "label",
-                    vec![format!("{}={label_value}", busybox_image::TEST_LABEL)],
-                )]);
-                let options = ListImagesOptionsBuilder::default().filters(&filters).build();
-                for image in docker.list_images(Some(options)).await.unwrap_or_default() {
-                    let force = RemoveImageOptionsBuilder::default().force(true).build();
-                    let _ = docker.remove_image(&image.id, Some(force), None).await;
-                }
+                remove_images_labelled(&docker, &format!("{}={label_value}", busybox_image::TEST_LABEL))
+                    .await;
             })
         })
         .join();
@@ -118,18 +111,52 @@ pub fn running_by_node(
 /// image another still runs.
 pub async fn build_images(docker: &Docker, label_value: &str, tags: [&str; 2]) {
     for (tag, version) in tags.into_iter().zip(["v1", "v2"]) {
-        let context = busybox_image::image_context(version, label_value);
-        let options = BuildImageOptionsBuilder::default()
-            .dockerfile("Dockerfile")
-            .t(tag)
-            .rm(true)
-            .forcerm(true)
-            .build();
-        let mut build = docker.build_image(options, None, Some(bollard::body_full(context.into())));
-        while let Some(step) = build.next().await {
-            if let Err(e) = step {
-                panic!("building {tag}: {e}");
-            }
+        build_image(docker, tag, version, label_value).await;
+    }
+}
+
+/// Builds the busybox image as `tag`, with `version` in `/etc/everynode-version` and the test
+/// label set to `label_value`.
+pub async fn build_image(docker: &Docker, tag: &str, version: &str, label_value: &str) {
+    let context = busybox_image::image_context(version, label_value);
+    let options = BuildImageOptionsBuilder::default()
+        .dockerfile("Dockerfile")
+        .t(tag)
+        .rm(true)
+        .forcerm(true)
+        .build();
+    let mut build = docker.build_image(options, None, Some(bollard::body_full(context.into())));
+    while let Some(step) = build.next().await {
+        if let Err(e) = step {
+            panic!("building {tag}: {e}");
         }
+    }
+}
+
+/// Force-removes every container carrying `label` (`key=value`), with its volumes.
+pub async fn remove_containers_labelled(docker: &Docker, label: &str) {
+    let filters = HashMap::from([("label", vec![label.to_string()])]);
+    let options = ListContainersOptionsBuilder::default()
+        .all(true)
+        .filters(&filters)
+        .build();
+    for c in docker.list_containers(Some(options)).await.unwrap_or_default() {
+        let force = RemoveContainerOptionsBuilder::default()
+            .force(true)
+            .v(true)
+            .build();
+        let _ = docker
+            .remove_container(c.id.as_deref().unwrap_or_default(), Some(force))
+            .await;
+    }
+}
+
+/// Force-removes every image carrying `label` (`key=value`).
+pub async fn remove_images_labelled(docker: &Docker, label: &str) {
+    let filters = HashMap::from([("label", vec![label.to_string()])]);
+    let options = ListImagesOptionsBuilder::default().filters(&filters).build();
+    for image in docker.list_images(Some(options)).await.unwrap_or_default() {
+        let force = RemoveImageOptionsBuilder::default().force(true).build();
+        let _ = docker.remove_image(&image.id, Some(force), None).await;
     }
 }
