@@ -157,6 +157,7 @@ pub async fn run_with(
         (keys::VERSION.to_string(), env!("CARGO_PKG_VERSION").to_string()),
         (keys::RAFT_ID.to_string(), raft_id.to_string()),
         (keys::STORE_VERSION.to_string(), replica.version().to_string()),
+        (keys::STORE_EPOCH.to_string(), replica.epoch()),
     ];
     let gossip_stats = Arc::new(GossipStats::default());
     let membership = Membership::start_with_stats(

@@ -25,6 +25,9 @@ pub struct ClusterView {
     pub commit_index: Option<u64>,
     /// Version of the store copy this node serves reads from.
     pub store_version: u64,
+    /// The Raft group (epoch) that copy belongs to.
+    #[serde(default)]
+    pub store_epoch: String,
 }
 
 pub async fn cluster(State(s): State<ApiState>) -> Json<ClusterView> {
@@ -77,5 +80,6 @@ pub async fn cluster(State(s): State<ApiState>) -> Json<ClusterView> {
         learners: learners.iter().map(|id| name_of(*id)).collect(),
         commit_index: in_group.then(|| m.last_applied.map(|l| l.index)).flatten(),
         store_version: s.control.replica.version(),
+        store_epoch: s.control.replica.epoch(),
     })
 }

@@ -99,11 +99,12 @@ impl Controller {
         replica: Replica<Store>,
         mut applied: tokio::sync::watch::Receiver<std::sync::Arc<Store>>,
     ) {
-        // Committed changes applied by this node's state machine become its store copy.
+        // Committed changes applied by this node's state machine become its store copy; the
+        // state machine is this node's own word on its group, whatever epoch the copy had.
         tokio::spawn(async move {
             loop {
                 let store = (**applied.borrow_and_update()).clone();
-                if let Err(e) = replica.offer(store) {
+                if let Err(e) = replica.replace(store) {
                     warn!(error = %e, "cannot save the store copy");
                 }
                 if applied.changed().await.is_err() {

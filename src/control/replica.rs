@@ -12,6 +12,11 @@ use tokio::sync::watch;
 /// to. One index names exactly one state, so a higher version is always newer.
 pub trait Versioned: Serialize + DeserializeOwned + Clone + Default + Send + Sync + 'static {
     fn version(&self) -> u64;
+
+    /// The Raft group whose log the version counts; versions of two epochs do not compare.
+    fn epoch(&self) -> &str {
+        ""
+    }
 }
 
 /// Errors reading or writing the on-disk copy.
@@ -89,18 +94,45 @@ impl<S: Versioned> Replica<S> {
         self.tx.subscribe()
     }
 
-    /// Takes `store` if it is newer than ours: written to disk first, then published.
-    /// Returns whether it was taken.
+    /// The epoch of the copy held now.
+    pub fn epoch(&self) -> String {
+        self.tx.borrow().epoch().to_string()
+    }
+
+    /// Takes `store` if it is newer than ours in the same epoch: written to disk first, then
+    /// published. Returns whether it was taken.
     pub fn offer(&self, store: S) -> Result<bool, ReplicaError> {
-        if store.version() <= self.version() {
+        let ours = self.current();
+        // A copy without an epoch yet (a fresh node, or one written before epochs) compares
+        // by version alone.
+        let same_epoch = store.epoch() == ours.epoch() || ours.epoch().is_empty();
+        if !same_epoch || store.version() <= ours.version() {
             return Ok(false);
         }
+        self.take(store)
+    }
+
+    /// Takes `store` if it belongs to another epoch than ours (the group now in charge), or is
+    /// newer in the same one: for the copy of the group this node follows, whatever the version
+    /// number of the copy it held.
+    pub fn replace(&self, store: S) -> Result<bool, ReplicaError> {
+        let (epoch, version) = {
+            let current = self.tx.borrow();
+            (current.epoch().to_string(), current.version())
+        };
+        if store.epoch() == epoch && store.version() <= version {
+            return Ok(false);
+        }
+        self.take(store)
+    }
+
+    fn take(&self, store: S) -> Result<bool, ReplicaError> {
         write_atomically(
             &self.path,
             &serde_json::to_vec(&store).expect("a store always serializes"),
         )?;
         self.tx.send_if_modified(|current| {
-            if store.version() > current.version() {
+            if store.version() > current.version() || store.epoch() != current.epoch() {
                 *current = Arc::new(store);
                 true
             } else {
@@ -138,12 +170,61 @@ mod tests {
     struct Doc {
         version: u64,
         body: String,
+        #[serde(default)]
+        epoch: String,
     }
 
     impl Versioned for Doc {
         fn version(&self) -> u64 {
             self.version
         }
+
+        fn epoch(&self) -> &str {
+            &self.epoch
+        }
+    }
+
+    fn doc(epoch: &str, version: u64) -> Doc {
+        Doc {
+            version,
+            body: format!("{epoch}@{version}"),
+            epoch: epoch.into(),
+        }
+    }
+
+    #[test]
+    fn a_copy_of_another_epoch_is_never_offered_in_but_replaces_when_its_group_is_in_charge() {
+        let dir = tempfile::tempdir().unwrap();
+        let replica: Replica<Doc> = Replica::open(&dir.path().join("store.json")).unwrap();
+        assert!(
+            replica.offer(doc("a", 500)).unwrap(),
+            "a fresh copy takes any epoch"
+        );
+        assert!(
+            !replica.offer(doc("b", 3)).unwrap(),
+            "a lower number of another group"
+        );
+        assert!(
+            !replica.offer(doc("b", 900)).unwrap(),
+            "a higher number of another group"
+        );
+        assert!(replica.offer(doc("a", 501)).unwrap());
+        assert!(
+            replica.replace(doc("b", 3)).unwrap(),
+            "the group in charge wins at any number"
+        );
+        assert_eq!(replica.epoch(), "b");
+        assert!(
+            !replica.replace(doc("b", 3)).unwrap(),
+            "the same copy again changes nothing"
+        );
+        assert!(replica.offer(doc("b", 4)).unwrap());
+        let reopened: Replica<Doc> = Replica::open(&dir.path().join("store.json")).unwrap();
+        assert_eq!(
+            *reopened.current(),
+            doc("b", 4),
+            "the replaced copy is the one on disk"
+        );
     }
 
     #[test]
@@ -156,20 +237,23 @@ mod tests {
         assert!(replica
             .offer(Doc {
                 version: 3,
-                body: "three".into()
+                body: "three".into(),
+                epoch: String::new(),
             })
             .unwrap());
         assert!(rx.has_changed().unwrap());
         assert!(!replica
             .offer(Doc {
                 version: 2,
-                body: "older".into()
+                body: "older".into(),
+                epoch: String::new(),
             })
             .unwrap());
         assert!(!replica
             .offer(Doc {
                 version: 3,
-                body: "same".into()
+                body: "same".into(),
+                epoch: String::new(),
             })
             .unwrap());
         assert_eq!(replica.current().body, "three");
@@ -179,7 +263,8 @@ mod tests {
             *reopened.current(),
             Doc {
                 version: 3,
-                body: "three".into()
+                body: "three".into(),
+                epoch: String::new(),
             }
         );
     }

@@ -106,6 +106,9 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             };
             self.state.last_applied = Some(entry.log_id);
             self.state.store.version = entry.log_id.index;
+            if self.state.store.epoch.is_empty() {
+                self.state.store.epoch = epoch_of(&self.state.last_membership);
+            }
             replies.push(reply);
         }
         if replies.is_empty() {
@@ -225,4 +228,17 @@ fn save_snapshot_if_newer(db: &Database, meta: &SnapshotMeta, data: &[u8]) -> Re
     }
     tx.commit()?;
     Ok(())
+}
+
+/// The group's identity as every member derives it at the same log position: the lowest voter
+/// id of the membership in force when the store first applied an entry. Raft ids are random per
+/// data dir, so a group formed anew has another one; the formation term alone would not do, as
+/// every group starts at term 1. Empty until a membership is known.
+pub(crate) fn epoch_of(membership: &StoredMembership) -> String {
+    membership
+        .membership()
+        .voter_ids()
+        .min()
+        .map(|id| format!("{id:016x}"))
+        .unwrap_or_default()
 }

@@ -27,11 +27,20 @@ pub struct Store {
     /// start of the same node id is a new member.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub departed: BTreeMap<String, u64>,
+    /// Which Raft group wrote this store (see [`Versioned::epoch`]): the version is an index in
+    /// that group's log only, so a group formed anew (after losing its majority, or on wiped
+    /// hosts) starts again at 1 and must still win over a copy of the old group.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub epoch: String,
 }
 
 impl Versioned for Store {
     fn version(&self) -> u64 {
         self.version
+    }
+
+    fn epoch(&self) -> &str {
+        &self.epoch
     }
 }
 

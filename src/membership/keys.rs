@@ -24,6 +24,8 @@ pub const VERSION: &str = "version";
 /// Version (Raft index) of the committed store copy the node holds; peers behind it fetch
 /// the copy over HTTP, so the store itself never rides in gossip.
 pub const STORE_VERSION: &str = "store_version";
+/// The epoch (Raft group) of that copy: versions of two epochs do not compare.
+pub const STORE_EPOCH: &str = "store_epoch";
 /// The node's Raft id, once it has one.
 pub const RAFT_ID: &str = "raft_id";
 

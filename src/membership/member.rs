@@ -57,6 +57,9 @@ pub struct Member {
     /// Version of the committed store copy the node holds.
     #[serde(default)]
     pub store_version: Option<u64>,
+    /// The epoch (Raft group) of that copy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub store_epoch: Option<String>,
     /// The node's Raft id, once it has one.
     #[serde(default)]
     pub raft_id: Option<u64>,
@@ -112,6 +115,7 @@ pub fn members_from_states<'a>(
                 .then(|| dead_since.get(id).copied())
                 .flatten(),
             store_version: keys::number(state, keys::STORE_VERSION),
+            store_epoch: keys::string(state, keys::STORE_EPOCH),
             raft_id: keys::number(state, keys::RAFT_ID),
             pods: keys::pod_statuses(state),
         })

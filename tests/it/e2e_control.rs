@@ -425,3 +425,87 @@ fn a_wiped_node_back_at_its_address_is_not_taken_for_the_member_it_replaced() {
         );
     }
 }
+
+#[test]
+fn a_group_formed_anew_on_wiped_voters_wins_over_the_older_copy_non_voters_hold() {
+    let _machine = crate::support::shared_machine();
+    let mut cluster = Cluster::start_seeded(5, 1, &[]);
+    wait_for_cluster(&cluster, 3);
+    let dir = cluster.root.path().to_path_buf();
+    // The old group's store goes well past the version the new group will start from (rollout
+    // waves add writes of their own).
+    for k in 1..=12 {
+        let file = manifest(&dir, "agent", &format!("agent:{k}"));
+        let out = cluster.nodes[0].cli(&["apply", "-f", file.to_str().unwrap()]);
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    let view = cluster_view(&cluster.nodes[0]).unwrap();
+    let old_epoch = view["store_epoch"].as_str().unwrap().to_string();
+    let old_version = view["store_version"].as_u64().unwrap();
+    assert!(!old_epoch.is_empty() && old_version >= 12, "{view}");
+    let voters: Vec<String> = view["voters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_string())
+        .collect();
+    let (voter_idx, others): (Vec<usize>, Vec<usize>) =
+        (0..cluster.nodes.len()).partition(|i| voters.contains(&cluster.nodes[*i].name));
+    for &i in &others {
+        wait_until(
+            &format!("{} to hold the old copy", cluster.nodes[i].name),
+            Duration::from_secs(20),
+            || {
+                let v = cluster_view(&cluster.nodes[i])?;
+                (v["store_version"].as_u64() >= Some(old_version) && v["store_epoch"] == old_epoch.as_str())
+                    .then_some(())
+                    .ok_or(format!("{v}"))
+            },
+        );
+    }
+
+    // Every voter loses its data at once; the non-voters stay up with the old copy.
+    for &i in &voter_idx {
+        cluster.nodes[i].kill_instances();
+        cluster.nodes[i].kill();
+        std::fs::remove_dir_all(&cluster.nodes[i].data_dir).unwrap();
+    }
+    for &i in &voter_idx {
+        cluster.nodes[i].start();
+    }
+    let former = &cluster.nodes[voter_idx[0]];
+    let new_epoch = wait_until("a group formed anew", Duration::from_secs(60), || {
+        let v = cluster_view(former)?;
+        match v["store_epoch"].as_str() {
+            Some(e) if !e.is_empty() && e != old_epoch && v["leader"].is_string() => Ok(e.to_string()),
+            _ => Err(format!("{v}")),
+        }
+    });
+    let file = manifest(&dir, "fresh", "fresh:1");
+    wait_until("a write in the new group", Duration::from_secs(30), || {
+        let out = former.cli(&["apply", "-f", file.to_str().unwrap()]);
+        out.status.success().then_some(()).ok_or_else(|| stderr(&out))
+    });
+    let new_version = cluster_view(former).unwrap()["store_version"].as_u64().unwrap();
+    assert!(
+        new_version < old_version,
+        "the new group counts from 1 again: {new_version}"
+    );
+    // Before epochs, the non-voters kept serving their higher-numbered copy for good.
+    for &i in &others {
+        let node = &cluster.nodes[i];
+        wait_until(
+            &format!("{} to take the new group's copy", node.name),
+            Duration::from_secs(30),
+            || {
+                let v = cluster_view(node)?;
+                let out = node.cli(&["get", "ds", "fresh"]);
+                if v["store_epoch"] == new_epoch.as_str() && out.status.success() {
+                    Ok(())
+                } else {
+                    Err(format!("{v} / {}", stderr(&out)))
+                }
+            },
+        );
+    }
+}
