@@ -142,6 +142,36 @@ pub struct InstanceSpec {
     pub labels: BTreeMap<String, String>,
 }
 
+/// An empty spec with Kubernetes' defaults (`IfNotPresent`, a 30 s grace), for building specs
+/// field by field.
+impl Default for InstanceSpec {
+    fn default() -> Self {
+        InstanceSpec {
+            cluster: String::new(),
+            node: String::new(),
+            daemonset: String::new(),
+            revision: String::new(),
+            container_name: String::new(),
+            image: String::new(),
+            image_pull_policy: PullPolicy::IfNotPresent,
+            command: Vec::new(),
+            args: Vec::new(),
+            env: Vec::new(),
+            ports: Vec::new(),
+            host_network: false,
+            host_pid: false,
+            mounts: Vec::new(),
+            cpu_limit_millis: None,
+            memory_limit_bytes: None,
+            privileged: false,
+            run_as_user: None,
+            working_dir: None,
+            termination_grace: Duration::from_secs(30),
+            labels: BTreeMap::new(),
+        }
+    }
+}
+
 impl InstanceSpec {
     /// A stable hash of the whole spec, stored as a label so the agent can tell that an instance
     /// was made from an older spec of the same revision (e.g. a node-specific env value changed).
@@ -445,21 +475,9 @@ pub(crate) mod test_support {
             revision: "rev1".into(),
             container_name: "main".into(),
             image: "busybox:v1".into(),
-            image_pull_policy: PullPolicy::IfNotPresent,
             command: vec!["sleep".into()],
             args: vec!["60".into()],
-            env: vec![],
-            ports: vec![],
-            host_network: false,
-            host_pid: false,
-            mounts: vec![],
-            cpu_limit_millis: None,
-            memory_limit_bytes: None,
-            privileged: false,
-            run_as_user: None,
-            working_dir: None,
-            termination_grace: Duration::from_secs(30),
-            labels: BTreeMap::new(),
+            ..InstanceSpec::default()
         }
     }
 }

@@ -25,7 +25,7 @@ use everynode::runtime::docker::DockerRuntime;
 use everynode::runtime::fake::{FakeRuntime, OnTerm};
 use everynode::runtime::process::ProcessRuntime;
 use everynode::runtime::{
-    ContainerRuntime, Instance, InstanceSpec, InstanceState, PullPolicy, RuntimeError, RuntimeKind,
+    ContainerRuntime, Instance, InstanceSpec, InstanceState, RuntimeError, RuntimeKind,
 };
 use tokio::sync::OnceCell;
 
@@ -744,21 +744,11 @@ fn base_spec(cluster: &str, node: &str, image: &str, workload: Workload) -> Inst
         revision: "rev1".into(),
         container_name: "main".into(),
         image: image.into(),
-        image_pull_policy: PullPolicy::IfNotPresent,
         command: vec!["sh".into(), "-c".into()],
         args: vec![script(workload)],
-        env: vec![],
-        ports: vec![],
-        host_network: false,
-        host_pid: false,
-        mounts: vec![],
-        cpu_limit_millis: None,
-        memory_limit_bytes: None,
-        privileged: false,
-        run_as_user: None,
-        working_dir: None,
         termination_grace: Duration::from_secs(5),
         labels: [("app".to_string(), "shipper".to_string())].into(),
+        ..InstanceSpec::default()
     }
 }
 

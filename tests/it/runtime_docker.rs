@@ -75,25 +75,15 @@ impl Fixture {
             revision: "rev1".into(),
             container_name: "main".into(),
             image: IMAGE_V1.into(),
-            image_pull_policy: PullPolicy::IfNotPresent,
             command: vec!["sh".into(), "-c".into()],
             args: vec![script.into()],
-            env: vec![],
-            ports: vec![],
-            host_network: false,
-            host_pid: false,
-            mounts: vec![],
-            cpu_limit_millis: None,
-            memory_limit_bytes: None,
-            privileged: false,
-            run_as_user: None,
-            working_dir: None,
             termination_grace: Duration::from_secs(10),
             labels: BTreeMap::from([
                 (TEST_LABEL.to_string(), TEST_LABEL_VALUE.to_string()),
                 (RUN_LABEL.to_string(), self.run.clone()),
                 ("app".to_string(), "shipper".to_string()),
             ]),
+            ..InstanceSpec::default()
         }
     }
 

@@ -10,7 +10,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use everynode::runtime::process::ProcessRuntime;
-use everynode::runtime::{ContainerRuntime, InstanceSpec, InstanceState, PullPolicy, RuntimeError};
+use everynode::runtime::{ContainerRuntime, InstanceSpec, InstanceState, RuntimeError};
 
 fn spec(node: &str, script: &str) -> InstanceSpec {
     InstanceSpec {
@@ -20,21 +20,12 @@ fn spec(node: &str, script: &str) -> InstanceSpec {
         revision: "rev1".into(),
         container_name: "main".into(),
         image: "ignored:v1".into(),
-        image_pull_policy: PullPolicy::IfNotPresent,
         command: vec!["sh".into(), "-c".into()],
         args: vec![script.into()],
         env: vec![("FOO".into(), "bar".into())],
-        ports: vec![],
-        host_network: false,
-        host_pid: false,
-        mounts: vec![],
-        cpu_limit_millis: None,
-        memory_limit_bytes: None,
-        privileged: false,
-        run_as_user: None,
-        working_dir: None,
         termination_grace: Duration::from_secs(5),
         labels: BTreeMap::from([("app".to_string(), "shipper".to_string())]),
+        ..InstanceSpec::default()
     }
 }
 
