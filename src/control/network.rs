@@ -136,6 +136,9 @@ impl Failure {
     }
 }
 
+/// How long a Raft request may take to reach its peer after openraft stopped waiting for it.
+const DELIVERY_TIMEOUT: Duration = Duration::from_secs(2);
+
 impl HttpPeer {
     /// POSTs `req` and decodes the peer's `Result`. `timeout` comes from openraft's
     /// `RPCOption`, which is also how long openraft itself waits for this RPC.
@@ -153,17 +156,25 @@ impl HttpPeer {
         let body = serde_json::to_vec(req).map_err(|e| Failure::Network(NetworkError::new(&e)))?;
         // Addressed to the Raft member, not just the address: see `misdirected`.
         let path = format!("{path}?to={}", self.target);
-        let answer = self
-            .network
-            .peer
-            .call(
-                Method::POST,
-                &self.node.api_addr,
-                &path,
-                Some(body),
-                Some(timeout),
-            )
+        // openraft drops this future once its own timeout passes (one heartbeat for an
+        // append). A request dropped midway loses its connection, and under packet loss the
+        // next one has to open another (a lost SYN waits a second), so heartbeats stop reaching
+        // the follower, which then starts an election: 47 in a minute at 20% loss. The request
+        // runs in a task of its own instead, so it still reaches the follower (resetting its
+        // election timer) and its connection goes back to the pool; openraft only stops waiting.
+        let (peer, api_addr, task_path) = (
+            self.network.peer.clone(),
+            self.node.api_addr.clone(),
+            path.clone(),
+        );
+        let delivery = timeout.max(DELIVERY_TIMEOUT);
+        let call = tokio::spawn(async move {
+            peer.call(Method::POST, &api_addr, &task_path, Some(body), Some(delivery))
+                .await
+        });
+        let answer = call
             .await
+            .map_err(|e| Failure::Network(NetworkError::new(&e)))?
             .map_err(|e| match e {
                 PeerError::Transfer { .. } => Failure::Network(NetworkError::new(&e)),
                 // A stranger's answer is as good as none.

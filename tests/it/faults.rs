@@ -328,6 +328,45 @@ fn apply_until_acknowledged(node: &Node, file: &Path, t0: Instant, during: &str)
     }
 }
 
+/// Raft terms and leaderless moments as the voters report them, sampled during a scenario: how
+/// much leadership churns under a fault.
+#[derive(Default)]
+struct RaftWatch {
+    terms: BTreeSet<u64>,
+    samples: usize,
+    leaderless: usize,
+}
+
+impl RaftWatch {
+    fn sample(&mut self, fleet: &Fleet) {
+        for node in &fleet.cluster.nodes {
+            let Ok(v) = json(node, &["cluster", "-o", "json"]) else {
+                continue;
+            };
+            // Only nodes inside the Raft group know a term.
+            let Some(term) = v["term"].as_u64() else { continue };
+            self.samples += 1;
+            self.terms.insert(term);
+            if v["leader"].is_null() {
+                self.leaderless += 1;
+            }
+        }
+    }
+
+    fn report(&self) -> String {
+        let (first, last) = (
+            self.terms.first().copied().unwrap_or(0),
+            self.terms.last().copied().unwrap_or(0),
+        );
+        format!(
+            "Raft term {first} to {last} ({} elections); a voter without a leader in {} of {} samples",
+            last - first,
+            self.leaderless,
+            self.samples
+        )
+    }
+}
+
 /// Lists the members every node sees and notes in `seen` each one not alive; returns how many
 /// listings answered.
 fn record_not_alive(fleet: &Fleet, t0: Instant, seen: &mut Vec<String>) -> usize {
@@ -688,6 +727,7 @@ fn s5_twenty_percent_loss_declares_nobody_dead_and_writes_commit() {
     let mut want = BTreeMap::new();
     let mut dead_seen = Vec::new();
     let mut stale_reads = Vec::new();
+    let mut raft = RaftWatch::default();
     let mut k = 0;
     while t0.elapsed() < Duration::from_secs(60) {
         let version = format!("v{k}");
@@ -711,6 +751,7 @@ fn s5_twenty_percent_loss_declares_nobody_dead_and_writes_commit() {
         want.insert(name, version);
         k += 1;
         polls += record_not_alive(&fleet, t0, &mut dead_seen);
+        raft.sample(&fleet);
         std::thread::sleep(Duration::from_millis(500));
     }
     assert!(
@@ -725,7 +766,7 @@ fn s5_twenty_percent_loss_declares_nobody_dead_and_writes_commit() {
     let converge = wait_converged(&fleet, &want, Duration::from_secs(60));
     fleet.summary(
         "scenario 5 (20% packet loss, 60s)",
-        &format!("20% of packets between hosts dropped for 60s; {polls} member listings, none showed a node not alive; {retried} writes retried"),
+        &format!("20% of packets between hosts dropped for 60s; {polls} member listings, none showed a node not alive; {retried} writes retried; {}", raft.report()),
         acknowledged,
         0,
         converge,
