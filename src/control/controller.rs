@@ -117,6 +117,8 @@ impl Controller {
         let mut last_wait = String::new();
         let mut published_role = None;
         let mut gone_since: HashMap<u64, Instant> = HashMap::new();
+        // Whether this leader last found itself without an acknowledging majority (logged once).
+        let mut cut_off = false;
         loop {
             tokio::time::sleep(self.settings.tick).await;
             let metrics = self.raft.metrics().borrow().clone();
@@ -184,6 +186,21 @@ impl Controller {
                         .collect()
                 })
                 .unwrap_or_default();
+            // A leader its majority no longer answers (cut off in a minority) would propose a
+            // voter change it can never commit, and after the partition heals that uncommitted
+            // membership keeps it campaigning in a configuration nobody else has: it would
+            // never rejoin. Voter changes wait until a majority acknowledges this leader.
+            if !super::writer::quorum_acked_recently(
+                metrics.millis_since_quorum_ack,
+                self.raft.config().heartbeat_interval,
+            ) {
+                if !cut_off {
+                    info!("no majority acknowledges this leader lately; voter changes wait");
+                    cut_off = true;
+                }
+                continue;
+            }
+            cut_off = false;
             let step = voters::plan(&VoterView {
                 voters: voter_ids,
                 learners: learner_ids,

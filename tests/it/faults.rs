@@ -35,6 +35,8 @@ struct Fleet {
     started: Instant,
     /// Whether a host's data dir was wiped in this scenario.
     wiped: bool,
+    /// Voters the cluster forms with (`--voters`).
+    voters: usize,
 }
 
 /// Starts five agents, one per namespace, all seeded with the first two hosts and all voters
@@ -45,6 +47,11 @@ fn fleet(scenario: &str) -> Option<Fleet> {
 
 /// [`fleet`] with `extra` flags for every agent.
 fn fleet_with(scenario: &str, extra: &[&str]) -> Option<Fleet> {
+    fleet_of(scenario, HOSTS, extra)
+}
+
+/// [`fleet_with`] with `voters` voters; the other hosts stay outside Raft.
+fn fleet_of(scenario: &str, voters: usize, extra: &[&str]) -> Option<Fleet> {
     if !netns::require_capabilities(scenario) {
         return None;
     }
@@ -54,7 +61,15 @@ fn fleet_with(scenario: &str, extra: &[&str]) -> Option<Fleet> {
     let seeds = format!("{}:{GOSSIP_PORT},{}:{GOSSIP_PORT}", Net::addr(0), Net::addr(1));
     let mut nodes = Vec::new();
     for i in 0..HOSTS {
-        let args = ["--gossip-interval-ms", "100", "--seed", &seeds, "--voters", "5"];
+        let voter_count = voters.to_string();
+        let args = [
+            "--gossip-interval-ms",
+            "100",
+            "--seed",
+            &seeds,
+            "--voters",
+            &voter_count,
+        ];
         let mut node = Node::new(
             root.path(),
             &format!("node-{i}"),
@@ -75,6 +90,7 @@ fn fleet_with(scenario: &str, extra: &[&str]) -> Option<Fleet> {
         dir,
         started,
         wiped: false,
+        voters,
     };
     fleet.wait_formed(Duration::from_secs(60));
     Some(fleet)
@@ -85,24 +101,28 @@ impl Fleet {
         &self.cluster.nodes[i]
     }
 
-    /// Every running node sees the same leader and five voters.
+    /// Every running node sees the same leader and all of the fleet's voters.
     fn wait_formed(&self, timeout: Duration) -> String {
-        wait_until("one cluster with 5 voters", timeout, || {
-            let mut leaders = BTreeSet::new();
-            for node in self.cluster.nodes.iter().filter(|n| n.is_running()) {
-                let view = json(node, &["cluster", "-o", "json"])?;
-                let voters = view["voters"].as_array().map_or(0, Vec::len);
-                let leader = view["leader"].as_str().unwrap_or_default().to_string();
-                if voters != HOSTS || leader.is_empty() {
-                    return Err(format!("{}: {view}", node.name));
+        wait_until(
+            &format!("one cluster with {} voters", self.voters),
+            timeout,
+            || {
+                let mut leaders = BTreeSet::new();
+                for node in self.cluster.nodes.iter().filter(|n| n.is_running()) {
+                    let view = json(node, &["cluster", "-o", "json"])?;
+                    let voters = view["voters"].as_array().map_or(0, Vec::len);
+                    let leader = view["leader"].as_str().unwrap_or_default().to_string();
+                    if voters != self.voters || leader.is_empty() {
+                        return Err(format!("{}: {view}", node.name));
+                    }
+                    leaders.insert(leader);
                 }
-                leaders.insert(leader);
-            }
-            match leaders.len() {
-                1 => Ok(leaders.into_iter().next().unwrap()),
-                _ => Err(format!("leaders {leaders:?}")),
-            }
-        })
+                match leaders.len() {
+                    1 => Ok(leaders.into_iter().next().unwrap()),
+                    _ => Err(format!("leaders {leaders:?}")),
+                }
+            },
+        )
     }
 
     fn leader(&self) -> usize {
@@ -512,6 +532,93 @@ fn s1_a_2_3_partition_keeps_the_majority_writing_and_the_minority_running() {
         "scenario 1 (partition 2 | 3)",
         "1 partition (leader in the minority of 2), 2 refused writes on the minority",
         acknowledged,
+        0,
+        converge,
+    );
+}
+
+#[test]
+fn s12_a_leader_cut_off_longer_than_the_dead_voter_grace_rejoins_after_healing() {
+    let _machine = crate::support::whole_machine();
+    // Three voters and two others, a grace far shorter than the cut: the cut-off leader sees
+    // both other voters dead past their grace while a live node stands beside it.
+    let Some(mut fleet) = fleet_of(
+        "12 (leader cut off past the dead-voter grace)",
+        3,
+        &["--dead-voter-grace", "2"],
+    ) else {
+        return;
+    };
+    let dir = fleet.dir.clone();
+    apply_ok(fleet.node(0), &write_manifest(&dir, "keep", "v1", 0));
+    let leader = fleet.leader();
+    let view = json(fleet.node(leader), &["cluster", "-o", "json"]).unwrap();
+    let voters: Vec<String> = view["voters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_string())
+        .collect();
+    let companion = (0..HOSTS)
+        .find(|i| !voters.contains(&fleet.node(*i).name))
+        .expect("a node that does not vote");
+    let minority = [leader, companion];
+    let majority: Vec<usize> = (0..HOSTS).filter(|i| !minority.contains(i)).collect();
+    fleet.net.partition(&[&minority, &majority]);
+    let t0 = Instant::now();
+    apply_ok(fleet.node(majority[0]), &write_manifest(&dir, "during", "v1", 0));
+    // Long enough for gossip to call the majority dead and for the grace to pass, twice over.
+    let cut = Duration::from_secs(10);
+    std::thread::sleep(cut.saturating_sub(t0.elapsed()));
+    fleet.net.heal();
+    let healed = Instant::now();
+
+    // Every node names one live leader, the old one included, and it takes writes.
+    let rejoined = wait_until(
+        "one leader everywhere after healing",
+        Duration::from_secs(60),
+        || {
+            let mut leaders = BTreeSet::new();
+            for node in &fleet.cluster.nodes {
+                let v = json(node, &["cluster", "-o", "json"])?;
+                let leader = v["leader"]
+                    .as_str()
+                    .ok_or(format!("{}: no leader: {v}", node.name))?;
+                leaders.insert(leader.to_string());
+                let members = json(node, &["members", "-o", "json"])?;
+                let listed: Vec<&str> = members
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter(|m| m["role"] == "leader" && m["state"] == "alive")
+                    .filter_map(|m| m["name"].as_str())
+                    .collect();
+                if listed.len() != 1 {
+                    return Err(format!("{} lists leaders {listed:?}", node.name));
+                }
+            }
+            (leaders.len() == 1)
+                .then(|| healed.elapsed())
+                .ok_or(format!("leaders named: {leaders:?}"))
+        },
+    );
+    apply_ok(fleet.node(leader), &write_manifest(&dir, "after", "v1", 0));
+    let want = BTreeMap::from([
+        ("keep".to_string(), "v1".to_string()),
+        ("during".to_string(), "v1".to_string()),
+        ("after".to_string(), "v1".to_string()),
+    ]);
+    let converge = wait_converged(&fleet, &want, Duration::from_secs(60));
+    fleet.summary(
+        "scenario 12 (leader cut off past the dead-voter grace)",
+        &format!(
+            "leader {} and {} cut off for {:.0}s with a 2 s dead-voter grace; one leader everywhere {:.1}s after healing",
+            fleet.node(leader).name,
+            fleet.node(companion).name,
+            cut.as_secs_f64(),
+            rejoined.as_secs_f64()
+        ),
+        3,
         0,
         converge,
     );
