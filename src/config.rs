@@ -114,8 +114,9 @@ pub struct AgentFlags {
     /// Allow hostPath volumes only under these absolute prefixes (comma-separated) [default: any path].
     #[arg(long, env = "EVERYNODE_ALLOWED_HOST_PATHS", value_name = "PREFIX,...", value_delimiter = ',', num_args = 0..)]
     pub allowed_host_paths: Option<Vec<String>>,
-    /// Seconds a dead node still counts as desired (and unavailable) in DaemonSet statuses;
-    /// after that it counts for nothing [default: 300].
+    /// Seconds a dead node still counts as desired (and unavailable) in DaemonSet statuses, and
+    /// a rollout that finished without it keeps it on its old revision to update it in waves
+    /// when it returns; after that it counts for nothing [default: 300].
     #[arg(long, env = "EVERYNODE_DEAD_NODE_GRACE", value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(0..=31_536_000))]
     pub dead_node_grace: Option<u64>,
     /// Gossip round interval in milliseconds [default: 200].
@@ -191,7 +192,8 @@ pub struct NodeConfig {
     pub ca_cert: Option<PathBuf>,
     /// What this host refuses to run.
     pub policy: crate::agent::policy::NodePolicy,
-    /// How long a dead node still counts in DaemonSet statuses (`--dead-node-grace`).
+    /// How long a dead node still counts in DaemonSet statuses and is held back by a finished
+    /// rollout (`--dead-node-grace`).
     pub dead_node_grace: Duration,
 }
 

@@ -240,6 +240,7 @@ pub async fn run_with(
         raft.clone(),
         applied.clone(),
         membership.clone(),
+        config.dead_node_grace,
     ));
     tokio::spawn(follow_departed(replica.subscribe(), membership.clone()));
     tokio::spawn(controller.run(replica.clone(), applied));

@@ -99,6 +99,8 @@ impl Harness {
             failure: None,
             complete: false,
             at: 0,
+            hold: Vec::new(),
+            release: Vec::new(),
         };
         self.commit(step);
     }

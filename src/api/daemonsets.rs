@@ -207,7 +207,7 @@ fn view(
     let current = record.current_revision();
     let status = aggregate(reports, &current.hash, ds.spec.min_ready().as_secs(), now);
     DaemonSetView {
-        rollout: super::rollout::rollout_view(record, members, store),
+        rollout: super::rollout::rollout_view(record, members, store, dead_node_grace),
         desired: status.desired,
         status,
         name: ds.metadata.name.clone(),

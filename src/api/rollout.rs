@@ -51,6 +51,18 @@ pub struct NodeRollout {
     pub available: bool,
 }
 
+/// A node the last rollout finished without, kept on an older revision until it returns.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct HeldNode {
+    pub node: String,
+    /// The revision number it keeps (none if the history no longer has it).
+    pub revision: Option<u64>,
+    /// Unix seconds since it has been held.
+    pub since: u64,
+    /// Back and waiting for its wave; otherwise still absent.
+    pub returned: bool,
+}
+
 /// A DaemonSet's rollout, for `rollout status` and `describe`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RolloutView {
@@ -72,6 +84,11 @@ pub struct RolloutView {
     pub pending: Vec<String>,
     pub failure: Option<Failure>,
     pub nodes: Vec<NodeRollout>,
+    /// Nodes the rollout finished without (selected, but dead or cut off): they keep their
+    /// older revision and are updated within the budget when they return. `Complete` means
+    /// every eligible node is updated; these are not eligible until they return.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub held: Vec<HeldNode>,
 }
 
 fn strategy_text(record: &DaemonSetRecord) -> String {
@@ -97,10 +114,16 @@ fn strategy_text(record: &DaemonSetRecord) -> String {
     }
 }
 
-/// Builds the rollout view from the store copy and the gossiped statuses.
-pub fn rollout_view(record: &DaemonSetRecord, members: &[Member], store: &Store) -> RolloutView {
+/// Builds the rollout view from the store copy and the gossiped statuses; `grace` is
+/// `--dead-node-grace`.
+pub fn rollout_view(
+    record: &DaemonSetRecord,
+    members: &[Member],
+    store: &Store,
+    grace: std::time::Duration,
+) -> RolloutView {
     let now_ms = unix_now_ms();
-    let d = decide(record, members, store, now_ms);
+    let d = decide(record, members, store, now_ms, grace);
     let r = &record.rollout;
     let current = record.current_revision();
     let p = d.progress;
@@ -136,6 +159,16 @@ pub fn rollout_view(record: &DaemonSetRecord, members: &[Member], store: &Store)
                 available: st.is_some_and(|s| s.available_ms(min_ready, now_ms)),
             }
         })
+        .collect::<Vec<NodeRollout>>();
+    let held = r
+        .held
+        .iter()
+        .map(|(node, h)| HeldNode {
+            node: node.clone(),
+            revision: number(&h.revision),
+            since: h.since,
+            returned: nodes.iter().any(|n| n.node == *node),
+        })
         .collect();
     RolloutView {
         name: record.daemonset.metadata.name.clone(),
@@ -152,6 +185,7 @@ pub fn rollout_view(record: &DaemonSetRecord, members: &[Member], store: &Store)
         pending: p.pending,
         failure: r.failure.clone(),
         nodes,
+        held,
     }
 }
 
@@ -169,7 +203,7 @@ pub async fn get_rollout(
     let store = s.control.replica.current();
     let record = store.daemonsets.get(&name).ok_or_else(|| not_found(&name))?;
     let members = s.membership.members().await;
-    Ok(Json(rollout_view(record, &members, &store)))
+    Ok(Json(rollout_view(record, &members, &store, s.dead_node_grace)))
 }
 
 /// Body of `POST .../rollout/undo`.

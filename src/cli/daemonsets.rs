@@ -86,6 +86,17 @@ pub async fn get(server: &Target, name: Option<&str>, format: OutputFormat) -> a
     Ok(ExitCode::SUCCESS)
 }
 
+/// The ROLLOUT column: the phase, and how many absent nodes are held back on an older revision
+/// (comma-joined without spaces, as kubectl's `Ready,SchedulingDisabled`).
+pub(crate) fn rollout_column(v: &crate::api::rollout::RolloutView) -> String {
+    let away = super::rollout::held_away(v).len();
+    if away == 0 {
+        format!("{:?}", v.phase)
+    } else {
+        format!("{:?},{away}-held-back", v.phase)
+    }
+}
+
 pub fn render_table(views: &[DaemonSetView], wide: bool) -> String {
     let mut header = vec![
         "NAME",
@@ -117,7 +128,7 @@ pub fn render_table(views: &[DaemonSetView], wide: bool) -> String {
                 c.ready.to_string(),
                 c.up_to_date.to_string(),
                 c.available.to_string(),
-                format!("{:?}", v.rollout.phase),
+                rollout_column(&v.rollout),
                 if selector.is_empty() {
                     "<none>".into()
                 } else {

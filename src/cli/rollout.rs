@@ -63,6 +63,18 @@ pub fn parse_timeout(s: &str) -> Result<Duration, InputError> {
     Ok(Duration::from_secs(secs))
 }
 
+/// The held nodes still absent, as `n3 (revision 1), n4 (revision 1)`; empty if none.
+pub fn held_away(v: &RolloutView) -> Vec<String> {
+    v.held
+        .iter()
+        .filter(|h| !h.returned)
+        .map(|h| match h.revision {
+            Some(n) => format!("{} (revision {n})", h.node),
+            None => h.node.clone(),
+        })
+        .collect()
+}
+
 fn progress_line(v: &RolloutView) -> String {
     let mut line = format!(
         "{:?}: revision {}, wave {}: {} of {} nodes updated, {} updated and available, {} available",
@@ -73,6 +85,10 @@ fn progress_line(v: &RolloutView) -> String {
     }
     if let Some(f) = &v.failure {
         let _ = write!(line, "; failed nodes: {}", f.nodes.join(", "));
+    }
+    let away = held_away(v);
+    if !away.is_empty() {
+        let _ = write!(line, "; held back while absent: {}", away.join(", "));
     }
     line
 }
@@ -117,7 +133,19 @@ pub async fn status(
                 eprintln!();
             }
             let (ok, reason) = match v.phase {
-                Phase::Complete => (true, format!("daemon set \"{name}\" successfully rolled out (revision {})", v.revision)),
+                Phase::Complete => {
+                    let mut reason = format!("daemon set \"{name}\" successfully rolled out (revision {})", v.revision);
+                    let away = held_away(&v);
+                    if !away.is_empty() {
+                        let _ = write!(
+                            reason,
+                            "; {} absent node(s) keep their revision and are updated within the budget when they return: {}",
+                            away.len(),
+                            away.join(", ")
+                        );
+                    }
+                    (true, reason)
+                }
                 Phase::Failed => (
                     false,
                     format!(
@@ -306,6 +334,22 @@ pub fn render_progress(v: &RolloutView) -> String {
         "  Updated:      {} of {} nodes ({} available); {} available in all",
         v.updated, v.desired, v.updated_available, v.available
     );
+    if !v.held.is_empty() {
+        let held: Vec<String> = v
+            .held
+            .iter()
+            .map(|h| {
+                let revision = h.revision.map_or_else(|| "-".to_string(), |n| n.to_string());
+                let where_ = if h.returned {
+                    "back, waiting for its wave"
+                } else {
+                    "absent"
+                };
+                format!("{} (revision {revision}, {where_})", h.node)
+            })
+            .collect();
+        let _ = writeln!(out, "  Held back:    {}", held.join(", "));
+    }
     if let Some(f) = &v.failure {
         let what = match f.rolled_back_to {
             Some(n) => format!("rolled back to revision {n}"),
@@ -353,5 +397,49 @@ mod tests {
         assert_eq!(parse_timeout("90").unwrap(), Duration::from_secs(90));
         assert_eq!(parse_timeout("5m").unwrap(), Duration::from_secs(300));
         assert!(parse_timeout("5 minutes").is_err());
+    }
+
+    #[test]
+    fn absent_held_nodes_are_named_by_rollout_status_describe_and_get_ds() {
+        let held = |node: &str, returned| crate::api::rollout::HeldNode {
+            node: node.into(),
+            revision: Some(1),
+            since: 0,
+            returned,
+        };
+        let mut v = RolloutView {
+            name: "agent".into(),
+            phase: Phase::Complete,
+            strategy: String::new(),
+            revision: 2,
+            revision_hash: "h".into(),
+            wave: 3,
+            paused: false,
+            desired: 3,
+            updated: 3,
+            available: 3,
+            updated_available: 3,
+            pending: Vec::new(),
+            failure: None,
+            nodes: Vec::new(),
+            held: vec![held("n3", false), held("n4", false)],
+        };
+        assert!(
+            progress_line(&v).ends_with("; held back while absent: n3 (revision 1), n4 (revision 1)"),
+            "{}",
+            progress_line(&v)
+        );
+        assert_eq!(crate::cli::daemonsets::rollout_column(&v), "Complete,2-held-back");
+        assert!(render_progress(&v).contains("Held back:    n3 (revision 1, absent), n4"));
+        // Back and waiting for its wave: progressing, no longer "absent".
+        v.phase = Phase::Progressing;
+        v.held[0].returned = true;
+        assert_eq!(
+            crate::cli::daemonsets::rollout_column(&v),
+            "Progressing,1-held-back"
+        );
+        assert!(render_progress(&v).contains("n3 (revision 1, back, waiting for its wave)"));
+        v.held.clear();
+        assert_eq!(crate::cli::daemonsets::rollout_column(&v), "Progressing");
     }
 }

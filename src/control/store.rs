@@ -199,7 +199,9 @@ pub enum Command {
         node: String,
     },
     /// One step of the rollout planner, valid only against the rollout state `seq` it was
-    /// computed from and the current revision `revision`.
+    /// computed from and the current revision `revision`. With `complete`, the nodes of
+    /// `hold` (selected but absent) keep what they run; `release` ends holds on nodes gone for
+    /// good.
     RolloutStep {
         name: String,
         seq: u64,
@@ -208,6 +210,10 @@ pub enum Command {
         failure: Option<Failure>,
         complete: bool,
         at: u64,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        hold: Vec<String>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        release: Vec<String>,
     },
     /// `rollout pause` (true) or `resume` (false); resuming also clears a paused failure.
     PauseRollout {
@@ -315,8 +321,7 @@ impl Store {
             Command::ForgetNode { node } => {
                 self.nodes.remove(node);
                 for record in self.daemonsets.values_mut() {
-                    record.rollout.grants.remove(node);
-                    record.rollout.pod_generations.remove(node);
+                    record.rollout.forget_node(node);
                 }
                 Response::Ok
             }
@@ -328,7 +333,18 @@ impl Store {
                 failure,
                 complete,
                 at,
-            } => self.rollout_step(name, *seq, revision, grant, failure.as_ref(), *complete, *at),
+                hold,
+                release,
+            } => self.rollout_step(
+                name,
+                *seq,
+                revision,
+                grant,
+                failure.as_ref(),
+                (*complete).then_some(hold.as_slice()),
+                release,
+                *at,
+            ),
             Command::PauseRollout { name, paused, at } => {
                 let Some(record) = self.daemonsets.get_mut(name) else {
                     return Response::NotFound { name: name.clone() };
@@ -389,7 +405,8 @@ impl Store {
                 let current = record.current_revision().hash.clone();
                 let r = &mut record.rollout;
                 *r.pod_generations.entry(node.clone()).or_default() += 1;
-                if r.in_progress() && r.target(node, &current) != current {
+                // Also a node held back: deleting its instance is asking for the current one.
+                if r.target(node, &current) != current {
                     r.grants.insert(
                         node.clone(),
                         Grant {
@@ -408,11 +425,10 @@ impl Store {
             }
             Command::NodeLeft { node, generation } => {
                 self.nodes.remove(node);
-                // Nothing more runs there: its grants and pod generations would only grow the
-                // store with every node that ever left.
+                // Nothing more runs there: its grants, holds and pod generations would only
+                // grow the store with every node that ever left.
                 for record in self.daemonsets.values_mut() {
-                    record.rollout.grants.remove(node);
-                    record.rollout.pod_generations.remove(node);
+                    record.rollout.forget_node(node);
                 }
                 let gone = self.departed.entry(node.clone()).or_insert(0);
                 *gone = (*gone).max(*generation);
@@ -457,6 +473,7 @@ impl Store {
         }
     }
 
+    /// `complete`: the rollout is over, holding back the absent nodes given.
     #[allow(clippy::too_many_arguments)]
     fn rollout_step(
         &mut self,
@@ -465,7 +482,8 @@ impl Store {
         revision: &str,
         grant: &[String],
         failure: Option<&Failure>,
-        complete: bool,
+        complete: Option<&[String]>,
+        release: &[String],
         at: u64,
     ) -> Response {
         let Some(record) = self.daemonsets.get_mut(name) else {
@@ -481,9 +499,27 @@ impl Store {
         let current = record.current_revision().clone();
         let r = &mut record.rollout;
         r.seq += 1;
+        let released: Vec<String> = release
+            .iter()
+            .filter(|n| r.held.remove(*n).is_some())
+            .cloned()
+            .collect();
+        if !released.is_empty() {
+            record.record_event(
+                at,
+                "HoldReleased",
+                format!(
+                    "{} no longer held back (gone longer than the dead-node grace, left, or no longer selected): revision {} if it runs this DaemonSet again",
+                    released.join(", "),
+                    current.number
+                ),
+            );
+        }
+        let r = &mut record.rollout;
         if !grant.is_empty() {
             r.wave += 1;
             for node in grant {
+                r.held.remove(node);
                 r.grants.insert(
                     node.clone(),
                     Grant {
@@ -503,15 +539,23 @@ impl Store {
                 ),
             );
         }
-        if complete {
-            let r = &mut record.rollout;
-            r.baseline = None;
-            r.grants.clear();
-            record.record_event(
-                at,
-                "RolloutComplete",
-                format!("every eligible node runs revision {}", current.number),
-            );
+        if let Some(absent) = complete {
+            let held = record.rollout.finish(&current.hash, absent, at);
+            let mut message = format!("every eligible node runs revision {}", current.number);
+            if !held.is_empty() {
+                let held: Vec<String> = held
+                    .iter()
+                    .map(|(node, hash)| match record.revision_by_hash(hash) {
+                        Some(r) => format!("{node} (revision {})", r.number),
+                        None => node.clone(),
+                    })
+                    .collect();
+                message.push_str(&format!(
+                    "; absent {} stay on their revision and are updated in waves when they return",
+                    held.join(", ")
+                ));
+            }
+            record.record_event(at, "RolloutComplete", message);
         }
         let Some(failure) = failure else {
             return Response::Ok;
@@ -667,22 +711,13 @@ impl Store {
             }
             r.failure = None;
             r.seq += 1;
-            let in_use: BTreeSet<String> = r
-                .baseline
-                .iter()
-                .cloned()
-                .chain(r.grants.values().map(|g| g.revision.clone()))
-                .collect();
             prune_history(
                 &mut record.revisions,
                 ds.spec.revision_history_limit.max(0) as usize,
-                &in_use,
+                &r.revisions_in_use(),
             );
             let known: BTreeSet<String> = record.revisions.iter().map(|r| r.hash.clone()).collect();
-            r.grants.retain(|_, g| known.contains(&g.revision));
-            if r.baseline.as_ref().is_some_and(|b| !known.contains(b)) {
-                r.baseline = None;
-            }
+            r.retain_revisions(&known, &record.revisions.last().expect("has a revision").hash);
             record.record_event(
                 at,
                 "TemplateChanged",
@@ -707,7 +742,8 @@ impl Store {
 }
 
 /// Drops the oldest old revisions beyond `limit`, as Kubernetes' DaemonSet controller does, but
-/// never one in `in_use` (the baseline nodes run until granted, or a revision granted to a node):
+/// never one in `in_use` (the baseline nodes run until granted, a revision granted to a node, or
+/// one a node is held on):
 /// the planner needs those to hold the budget, whatever the limit, and a node must always be told
 /// a template it may run. Revisions in use count toward the limit but are never removed.
 fn prune_history(revisions: &mut Vec<Revision>, limit: usize, in_use: &BTreeSet<String>) {
@@ -991,6 +1027,8 @@ mod tests {
             failure,
             complete,
             at: 200,
+            hold: Vec::new(),
+            release: Vec::new(),
         }
     }
 

@@ -14,6 +14,7 @@ use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
 use super::planner::{plan, Decision, NodeView, PlanInput};
+use crate::agent::status::{node_count, NodeCount};
 use crate::control::nodes;
 use crate::control::store::{Command, DaemonSetRecord, Response, Store};
 use crate::control::Raft;
@@ -44,6 +45,43 @@ pub fn eligible<'a>(record: &'a DaemonSetRecord, members: &'a [Member], store: &
         .collect()
 }
 
+/// The selected nodes that are not eligible but still the DaemonSet's, at unix second `now`:
+/// dead for less than `grace` (`--dead-node-grace`, as `get ds` counts them), or held back and
+/// not seen alive by this node (joining, or not heard of: a new leader may not know every node
+/// at once) for less than `grace` since the rollout finished without them.
+pub fn absent<'a>(
+    record: &'a DaemonSetRecord,
+    members: &'a [Member],
+    store: &Store,
+    now: u64,
+    grace: Duration,
+) -> Vec<&'a str> {
+    let held = &record.rollout.held;
+    let held_within = |name: &str| {
+        held.get(name)
+            .is_none_or(|h| h.since.saturating_add(grace.as_secs()) > now)
+    };
+    let mut out: Vec<&str> = members
+        .iter()
+        .filter(|m| match m.state {
+            MemberState::Alive | MemberState::Left => false,
+            MemberState::Dead => {
+                let dead_for = m.dead_since.map(|s| Duration::from_secs(now.saturating_sub(s)));
+                node_count(m.state, dead_for, grace) == NodeCount::Lost
+            }
+            MemberState::Joining => held_within(&m.name),
+        })
+        .filter(|m| selects(record, m, store))
+        .map(|m| m.name.as_str())
+        .collect();
+    out.extend(
+        held.keys()
+            .filter(|n| !members.iter().any(|m| m.name == **n) && held_within(n))
+            .map(String::as_str),
+    );
+    out
+}
+
 pub fn unix_now() -> u64 {
     unix_now_ms() / 1000
 }
@@ -55,10 +93,18 @@ pub fn unix_now_ms() -> u64 {
         .unwrap_or(0)
 }
 
-/// One planning step for one DaemonSet at unix millisecond `now_ms`.
-pub fn decide(record: &DaemonSetRecord, members: &[Member], store: &Store, now_ms: u64) -> Decision {
+/// One planning step for one DaemonSet at unix millisecond `now_ms`; `grace` is
+/// `--dead-node-grace`.
+pub fn decide(
+    record: &DaemonSetRecord,
+    members: &[Member],
+    store: &Store,
+    now_ms: u64,
+    grace: Duration,
+) -> Decision {
     let ds = &record.daemonset;
     let nodes = eligible(record, members, store);
+    let absent = absent(record, members, store, now_ms / 1000, grace);
     plan(
         &PlanInput {
             strategy: Strategy::from_spec(&ds.spec.update_strategy),
@@ -67,6 +113,7 @@ pub fn decide(record: &DaemonSetRecord, members: &[Member], store: &Store, now_m
             current: &record.current_revision().hash,
             state: &record.rollout,
             nodes: &nodes,
+            absent: &absent,
             now: now_ms / 1000,
             now_ms,
         },
@@ -74,8 +121,23 @@ pub fn decide(record: &DaemonSetRecord, members: &[Member], store: &Store, now_m
     )
 }
 
-/// Runs on every node; acts only while this node leads.
-pub async fn run(raft: Raft, applied: watch::Receiver<Arc<Store>>, membership: Membership) {
+/// The command that commits `decision`, planned on `record` (DaemonSet `name`) at unix second `at`.
+pub fn step(name: &str, record: &DaemonSetRecord, decision: Decision, at: u64) -> Command {
+    Command::RolloutStep {
+        name: name.to_string(),
+        seq: record.rollout.seq,
+        revision: record.current_revision().hash.clone(),
+        grant: decision.grant,
+        failure: decision.failure,
+        complete: decision.complete,
+        at,
+        hold: decision.hold,
+        release: decision.release,
+    }
+}
+
+/// Runs on every node; acts only while this node leads. `grace` is `--dead-node-grace`.
+pub async fn run(raft: Raft, applied: watch::Receiver<Arc<Store>>, membership: Membership, grace: Duration) {
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -90,14 +152,14 @@ pub async fn run(raft: Raft, applied: watch::Receiver<Arc<Store>>, membership: M
             continue;
         }
         let store = applied.borrow().clone();
-        if store.daemonsets.values().all(|r| !r.rollout.in_progress()) {
+        if store.daemonsets.values().all(|r| !r.rollout.unfinished()) {
             continue;
         }
         let members = membership.members().await;
         let now_ms = unix_now_ms();
         let now = now_ms / 1000;
         for (name, record) in &store.daemonsets {
-            let decision = decide(record, &members, &store, now_ms);
+            let decision = decide(record, &members, &store, now_ms, grace);
             if decision.is_noop() {
                 continue;
             }
@@ -107,15 +169,13 @@ pub async fn run(raft: Raft, applied: watch::Receiver<Arc<Store>>, membership: M
             if let Some(f) = &decision.failure {
                 warn!(daemonset = %name, reason = %f.reason, "rollout failed");
             }
-            let cmd = Command::RolloutStep {
-                name: name.clone(),
-                seq: record.rollout.seq,
-                revision: record.current_revision().hash.clone(),
-                grant: decision.grant,
-                failure: decision.failure,
-                complete: decision.complete,
-                at: now,
-            };
+            if !decision.hold.is_empty() {
+                info!(daemonset = %name, nodes = ?decision.hold, "rollout finished; absent nodes held back until they return");
+            }
+            if !decision.release.is_empty() {
+                info!(daemonset = %name, nodes = ?decision.release, "held nodes released: gone past the dead-node grace, left, or no longer selected");
+            }
+            let cmd = step(name, record, decision, now);
             match raft.client_write(cmd).await {
                 Ok(r) if matches!(r.data, Response::Ok) => {}
                 Ok(r) => debug!(daemonset = %name, response = ?r.data, "rollout step not taken"),

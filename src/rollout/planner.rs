@@ -6,6 +6,11 @@
 //! are still on their way). A node granted the new revision counts as unavailable until it
 //! reports the new revision available, so a step never relies on statuses that have not
 //! caught up with earlier grants, whichever leader made them.
+//!
+//! Nodes that are absent (dead or cut off, still within `--dead-node-grace`) are left out of
+//! the budget so that they never hold a rollout hostage, but not forgotten: the rollout
+//! finishes without them by holding them on what they ran, and they are updated like any
+//! other node, within the budget, once they return.
 
 use crate::agent::status::PodStatus;
 use crate::spec::{RolloutPolicy, Strategy};
@@ -31,6 +36,10 @@ pub struct PlanInput<'a> {
     pub state: &'a RolloutState,
     /// Eligible nodes only: dead, unreachable or unselected nodes are left out of the budget.
     pub nodes: &'a [NodeView<'a>],
+    /// Selected nodes that are not eligible now but still count as the DaemonSet's (dead or
+    /// cut off for less than `--dead-node-grace`): held back when the rollout finishes. A held
+    /// node in neither list is gone for good and released.
+    pub absent: &'a [&'a str],
     /// Unix seconds on the leader's clock (grant times, deadlines).
     pub now: u64,
     /// The same in milliseconds, for availability (`minReadySeconds`).
@@ -74,13 +83,17 @@ pub struct Decision {
     pub failure: Option<Failure>,
     /// Every eligible node runs the current revision available: the rollout is over.
     pub complete: bool,
+    /// With `complete`: absent nodes that do not run the current revision, to be held on theirs.
+    pub hold: Vec<String>,
+    /// Held nodes that are gone for good (neither eligible nor absent): no longer held.
+    pub release: Vec<String>,
     pub progress: Progress,
 }
 
 impl Decision {
     /// Whether the step changes the stored state.
     pub fn is_noop(&self) -> bool {
-        self.grant.is_empty() && self.failure.is_none() && !self.complete
+        self.grant.is_empty() && self.failure.is_none() && !self.complete && self.release.is_empty()
     }
 }
 
@@ -143,11 +156,27 @@ pub fn plan(input: &PlanInput<'_>, filters: &[&dyn WaveFilter]) -> Decision {
             NodeClass::OldUnavailable => old_unavailable.push(node.name.to_string()),
         }
     }
-    if !input.state.in_progress() {
+    let state = input.state;
+    if !state.unfinished() {
         return decision;
     }
+    decision.release = state
+        .held
+        .keys()
+        .filter(|n| !input.nodes.iter().any(|v| v.name == n.as_str()) && !input.absent.contains(&n.as_str()))
+        .cloned()
+        .collect();
     if candidates.is_empty() && old_unavailable.is_empty() && in_flight == 0 {
-        decision.complete = true;
+        // Only held nodes left, all still away: nothing to finish again.
+        if state.in_progress() {
+            decision.complete = true;
+            decision.hold = input
+                .absent
+                .iter()
+                .filter(|n| state.target(n, input.current) != input.current)
+                .map(|n| n.to_string())
+                .collect();
+        }
         return decision;
     }
     let failed = input

@@ -771,6 +771,96 @@ fn s3_a_node_lost_mid_rollout_catches_up_when_it_returns() {
 }
 
 #[test]
+fn s11_a_minority_returning_behind_after_a_rollout_is_updated_within_the_budget() {
+    let _machine = crate::support::whole_machine();
+    let Some(mut fleet) = fleet("11 (minority returns behind)") else {
+        return;
+    };
+    let dir = fleet.dir.clone();
+    apply_ok(fleet.node(0), &write_manifest(&dir, "heal", "v1", 1));
+    wait_revision(fleet.node(0), "heal", 1, HOSTS);
+    // As in scenario 1 the leader goes to the minority, so the rollout runs under a new leader
+    // that must hold back nodes it only knows as dead.
+    let old_leader = fleet.leader();
+    let minority = [old_leader, (old_leader + 1) % HOSTS];
+    let majority: Vec<usize> = (0..HOSTS).filter(|i| !minority.contains(i)).collect();
+    fleet.net.partition(&[&minority, &majority]);
+    let observer = fleet.node(majority[0]);
+    wait_until(
+        "the majority to see the two dead",
+        Duration::from_secs(30),
+        || {
+            let members = json(observer, &["members", "-o", "json"])?;
+            let dead = members
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|m| m["state"] == "dead")
+                .count();
+            (dead == 2).then_some(()).ok_or(format!("{dead} dead"))
+        },
+    );
+    apply_ok(observer, &write_manifest(&dir, "heal", "v2", 1));
+    let status = cli_within(
+        observer,
+        &["rollout", "status", "ds", "heal", "--timeout", "120s"],
+        Duration::from_secs(130),
+    )
+    .expect("rollout status answers");
+    let said = String::from_utf8_lossy(&status.stdout).into_owned();
+    assert!(
+        status.status.success(),
+        "complete once the live nodes are updated: {said}{}",
+        String::from_utf8_lossy(&status.stderr)
+    );
+    eprintln!("rollout status on the majority: {}", said.trim_end());
+    let mut away: Vec<&str> = minority.iter().map(|&i| fleet.node(i).name.as_str()).collect();
+    away.sort();
+    for name in &away {
+        assert!(
+            said.contains(&format!("{name} (revision 1)")),
+            "names the held nodes: {said}"
+        );
+    }
+    let held = rollout(observer, "heal")["held"].clone();
+    let names: Vec<&str> = held
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|h| h["node"].as_str())
+        .collect();
+    assert_eq!(names, away, "{held}");
+
+    let leader = fleet.leader();
+    let sampler = Sampler::start(
+        Arc::new(Mutex::new(fleet.node(leader).server())),
+        fleet.node(0).admin_token(),
+        "heal",
+        BudgetChecker::new(1, 0, 1),
+    );
+    let healed = Instant::now();
+    fleet.net.heal();
+    wait_revision(fleet.node(leader), "heal", 2, HOSTS);
+    let converge = healed.elapsed();
+    let checker = sampler.finish();
+    checker.assert_held();
+    assert!(
+        rollout(fleet.node(leader), "heal")["held"].is_null(),
+        "nothing held once they are updated"
+    );
+    fleet.summary(
+        "scenario 11 (minority returns behind)",
+        &format!(
+            "partition 2 | 3 (leader in the minority), revision 2 rolled out on the majority, healed; budget held over {} samples (at most {} unavailable of 1)",
+            checker.samples, checker.worst_unavailable
+        ),
+        2,
+        0,
+        converge,
+    );
+}
+
+#[test]
 fn s4_every_node_restarted_at_once_adopts_every_instance() {
     let _machine = crate::support::whole_machine();
     let Some(mut fleet) = fleet("4 (all restarted at once)") else {

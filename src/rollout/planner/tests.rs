@@ -64,7 +64,29 @@ fn state(granted: &[usize], at: u64) -> RolloutState {
 }
 
 fn run(strategy: Strategy, st: &RolloutState, specs: &[&str]) -> Decision {
-    let nodes = statuses(specs);
+    run_with_absent(strategy, st, specs, &[])
+}
+
+/// [`run`] with the eligible nodes named `n{i}` for each `(i, spec)` of `live`, and `absent`
+/// nodes (selected, dead within the grace) beside them.
+fn run_live(strategy: Strategy, st: &RolloutState, live: &[(usize, &str)], absent: &[&str]) -> Decision {
+    let nodes: Vec<(String, Option<PodStatus>)> = live
+        .iter()
+        .map(|(i, spec)| (format!("n{i}"), statuses(&[spec]).remove(0).1))
+        .collect();
+    plan_nodes(strategy, st, &nodes, absent)
+}
+
+fn run_with_absent(strategy: Strategy, st: &RolloutState, specs: &[&str], absent: &[&str]) -> Decision {
+    plan_nodes(strategy, st, &statuses(specs), absent)
+}
+
+fn plan_nodes(
+    strategy: Strategy,
+    st: &RolloutState,
+    nodes: &[(String, Option<PodStatus>)],
+    absent: &[&str],
+) -> Decision {
     let views: Vec<NodeView> = nodes
         .iter()
         .map(|(n, s)| NodeView {
@@ -80,6 +102,7 @@ fn run(strategy: Strategy, st: &RolloutState, specs: &[&str]) -> Decision {
             current: "v2",
             state: st,
             nodes: &views,
+            absent,
             now: NOW,
             now_ms: NOW * 1000,
         },
@@ -230,9 +253,126 @@ fn filters_narrow_the_candidates_before_the_budget() {
         current: "v2",
         state: &st,
         nodes: &views,
+        absent: &[],
         now: NOW,
         now_ms: NOW * 1000,
     };
     let d = plan(&input, &[&OnlyPrefix("n1")]);
     assert_eq!(d.grant, vec!["n1", "n10", "n11"]);
+}
+
+/// The state a rollout from v1 to v2 leaves once it completed without the absent nodes
+/// `held`: no baseline, no grants, each held node on v1.
+fn finished_holding(held: &[usize]) -> RolloutState {
+    let mut st = RolloutState::default();
+    for i in held {
+        st.held.insert(
+            format!("n{i}"),
+            crate::rollout::state::Held {
+                revision: "v1".into(),
+                since: NOW - 60,
+            },
+        );
+    }
+    st
+}
+
+fn grant_v2(st: &mut RolloutState, node: &str) {
+    st.held.remove(node);
+    st.grants.insert(
+        node.to_string(),
+        Grant {
+            revision: "v2".into(),
+            at: NOW,
+        },
+    );
+}
+
+#[test]
+fn a_rollout_completed_without_absent_nodes_holds_those_behind_on_their_revision() {
+    // n0..n2 are live and updated; n3 (never granted) and n4 (granted before it was lost) are
+    // away. Only n3 would otherwise be told v2 outside any wave.
+    let st = state(&[0, 1, 2, 4], NOW);
+    let d = run_with_absent(rolling(1, 0), &st, &["new", "new", "new"], &["n3", "n4"]);
+    assert!(d.complete, "{d:?}");
+    assert_eq!(d.hold, vec!["n3".to_string()], "n4 already runs (or will run) v2");
+    assert_eq!(
+        (d.progress.desired, d.progress.updated_available),
+        (3, 3),
+        "complete for the live nodes"
+    );
+    // Nothing away: nothing held.
+    let d = run(rolling(1, 0), &st, &["new", "new", "new"]);
+    assert!(d.complete && d.hold.is_empty(), "{d:?}");
+}
+
+#[test]
+fn a_finished_rollout_with_only_absent_held_nodes_plans_nothing() {
+    // Every live node updated, both held nodes still away: not "complete" again on each tick.
+    let st = finished_holding(&[3, 4]);
+    let d = run_with_absent(rolling(1, 0), &st, &["new", "new", "new"], &["n3", "n4"]);
+    assert!(d.is_noop(), "{d:?}");
+}
+
+#[test]
+fn two_held_nodes_returning_behind_are_granted_one_at_a_time_with_max_unavailable_1() {
+    let mut st = finished_holding(&[3, 4]);
+    // Both return at once, still on v1 and available: one wave, one node.
+    let live = [(0, "new"), (1, "new"), (2, "new"), (3, "old"), (4, "old")];
+    let d = run_live(rolling(1, 0), &st, &live, &[]);
+    assert_eq!(d.grant, vec!["n3"], "{d:?}");
+    assert!(!d.complete);
+    grant_v2(&mut st, "n3");
+    // n3 restarting on v2 holds the only slot.
+    let live = [
+        (0, "new"),
+        (1, "new"),
+        (2, "new"),
+        (3, "new-starting"),
+        (4, "old"),
+    ];
+    let d = run_live(rolling(1, 0), &st, &live, &[]);
+    assert!(d.grant.is_empty() && !d.complete, "{d:?}");
+    assert_eq!(d.progress.pending, vec!["n3".to_string()]);
+    // Available again: n4's turn.
+    let live = [(0, "new"), (1, "new"), (2, "new"), (3, "new"), (4, "old")];
+    let d = run_live(rolling(1, 0), &st, &live, &[]);
+    assert_eq!(d.grant, vec!["n4"], "{d:?}");
+    grant_v2(&mut st, "n4");
+    let live = [(0, "new"), (1, "new"), (2, "new"), (3, "new"), (4, "new")];
+    let d = run_live(rolling(1, 0), &st, &live, &[]);
+    assert!(d.complete && d.hold.is_empty(), "{d:?}");
+}
+
+#[test]
+fn a_held_node_returning_while_a_live_one_is_down_waits_for_the_budget() {
+    let st = finished_holding(&[3]);
+    // n1 (updated) crashes: it is the one unavailable node the budget allows.
+    let live = [(0, "new"), (1, "new-starting"), (2, "new"), (3, "old")];
+    let d = run_live(rolling(1, 0), &st, &live, &[]);
+    assert!(d.grant.is_empty(), "{d:?}");
+    // With room for two, it goes.
+    let d = run_live(rolling(2, 0), &st, &live, &[]);
+    assert_eq!(d.grant, vec!["n3"]);
+    // Paused: held nodes wait like any other.
+    let mut paused = st.clone();
+    paused.paused = true;
+    let live = [(0, "new"), (1, "new"), (2, "new"), (3, "old")];
+    assert!(run_live(rolling(1, 0), &paused, &live, &[]).grant.is_empty());
+}
+
+#[test]
+fn held_nodes_gone_past_the_grace_are_released() {
+    // n3 still away within the grace, n4 neither live nor absent any more.
+    let st = finished_holding(&[3, 4]);
+    let d = run_with_absent(rolling(1, 0), &st, &["new", "new", "new"], &["n3"]);
+    assert_eq!(d.release, vec!["n4".to_string()]);
+    assert!(!d.complete && d.grant.is_empty() && !d.is_noop(), "{d:?}");
+    // Released along with a wave granting the other one.
+    let live = [(0, "new"), (1, "new"), (2, "new"), (3, "old")];
+    let d = run_live(rolling(1, 0), &st, &live, &[]);
+    assert_eq!(
+        (d.grant.clone(), d.release.clone()),
+        (vec!["n3".to_string()], vec!["n4".to_string()])
+    );
 }
