@@ -104,6 +104,7 @@ pub async fn leave(State(s): State<ApiState>) -> Result<Json<LeaveView>, ApiErro
             Command::NodeLeft {
                 node: node.clone(),
                 generation,
+                at: crate::rollout::driver::unix_now(),
             },
         )
         .await
@@ -226,6 +227,7 @@ pub async fn remove(
                     Command::NodeLeft {
                         node: node.clone(),
                         generation: member.generation,
+                        at: crate::rollout::driver::unix_now(),
                     },
                 )
                 .await?;

@@ -139,9 +139,12 @@ pub fn rollout_view(
         } else {
             Phase::RollingBack
         }
-    } else if done {
+    } else if done && !r.in_progress() {
         Phase::Complete
     } else {
+        // Every live node updated but the leader has not recorded the end yet (it is what
+        // holds absent nodes back on their revision): a moment more, so that `rollout status`
+        // reports the rollout as it ends, held nodes included.
         Phase::Progressing
     };
     let min_ready = record.daemonset.spec.min_ready().as_secs();

@@ -27,6 +27,10 @@ pub struct Store {
     /// start of the same node id is a new member.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub departed: BTreeMap<String, u64>,
+    /// When each of those left (unix seconds, leader clock), so the record can go once no
+    /// gossip can show that generation any more.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub departed_at: BTreeMap<String, u64>,
     /// Which Raft group wrote this store (see [`Versioned::epoch`]): the version is an index in
     /// that group's log only, so a group formed anew (after losing its majority, or on wiped
     /// hosts) starts again at 1 and must still win over a copy of the old group.
@@ -63,6 +67,11 @@ pub struct DaemonSetRecord {
     #[serde(default)]
     pub rollout: RolloutState,
 }
+
+/// How long a departure is remembered: gossip forgets a dead generation after a day (chitchat's
+/// dead-node grace, see `node.rs`), so after two no listing can show the old generation, and the
+/// record would only grow the store with every node that ever left.
+pub const DEPARTED_KEPT_SECS: u64 = 2 * 24 * 3600;
 
 /// Events kept per DaemonSet; older ones are dropped, as Kubernetes expires them.
 pub const MAX_EVENTS: usize = 20;
@@ -246,6 +255,10 @@ pub enum Command {
     NodeLeft {
         node: String,
         generation: u64,
+        /// Unix seconds (leader clock) of the departure, after which its record is kept for
+        /// [`DEPARTED_KEPT_SECS`]; 0 from a node of an older version.
+        #[serde(default)]
+        at: u64,
     },
 }
 
@@ -289,6 +302,7 @@ impl Store {
     pub fn apply(&mut self, cmd: &Command) -> Response {
         match cmd {
             Command::Apply { daemonsets, at } => {
+                self.prune_departed(*at);
                 // Check every object first so that a conflict stores none of them.
                 for ds in daemonsets {
                     if let Some(message) = self.conflict(ds) {
@@ -423,7 +437,7 @@ impl Store {
                 );
                 Response::Ok
             }
-            Command::NodeLeft { node, generation } => {
+            Command::NodeLeft { node, generation, at } => {
                 self.nodes.remove(node);
                 // Nothing more runs there: its grants, holds and pod generations would only
                 // grow the store with every node that ever left.
@@ -432,6 +446,8 @@ impl Store {
                 }
                 let gone = self.departed.entry(node.clone()).or_insert(0);
                 *gone = (*gone).max(*generation);
+                self.departed_at.insert(node.clone(), *at);
+                self.prune_departed(*at);
                 Response::Ok
             }
             Command::DrainNode { node, drained } => {
@@ -461,6 +477,30 @@ impl Store {
     /// Whether `everynode drain` keeps DaemonSets off this node.
     pub fn is_drained(&self, node: &str) -> bool {
         self.nodes.get(node).is_some_and(|o| o.drained)
+    }
+
+    /// Forgets departures older than [`DEPARTED_KEPT_SECS`] at `now`; a departure without a
+    /// time (recorded by an older version) starts its clock now.
+    fn prune_departed(&mut self, now: u64) {
+        if now == 0 {
+            return;
+        }
+        for node in self.departed.keys() {
+            let since = self.departed_at.entry(node.clone()).or_insert(now);
+            if *since == 0 {
+                *since = now;
+            }
+        }
+        let expired: Vec<String> = self
+            .departed_at
+            .iter()
+            .filter(|(_, since)| since.saturating_add(DEPARTED_KEPT_SECS) < now)
+            .map(|(node, _)| node.clone())
+            .collect();
+        for node in expired {
+            self.departed.remove(&node);
+            self.departed_at.remove(&node);
+        }
     }
 
     fn prune_node(&mut self, node: &str) {
@@ -874,6 +914,45 @@ mod tests {
     }
 
     #[test]
+    fn departures_are_forgotten_once_gossip_can_no_longer_show_them() {
+        let mut s = Store::default();
+        let leave = |node: &str, at| Command::NodeLeft {
+            node: node.into(),
+            generation: 7,
+            at,
+        };
+        let t0 = 1_700_000_000;
+        s.apply(&leave("n1", t0));
+        // Recorded by an older version: no time yet.
+        s.departed.insert("old".into(), 3);
+        let write_at = |s: &mut Store, at| {
+            s.apply(&Command::Apply {
+                daemonsets: vec![],
+                at,
+            })
+        };
+        write_at(&mut s, t0 + 3600);
+        assert!(s.departed.contains_key("n1") && s.departed.contains_key("old"));
+        assert_eq!(
+            s.departed_at["old"],
+            t0 + 3600,
+            "its clock starts at the next write"
+        );
+        write_at(&mut s, t0 + DEPARTED_KEPT_SECS + 1);
+        assert!(!s.departed.contains_key("n1") && !s.departed_at.contains_key("n1"));
+        assert!(
+            s.departed.contains_key("old"),
+            "the older record has not had its time yet"
+        );
+        write_at(&mut s, t0 + 3600 + DEPARTED_KEPT_SECS + 1);
+        assert!(
+            s.departed.is_empty() && s.departed_at.is_empty(),
+            "{:?}",
+            s.departed
+        );
+    }
+
+    #[test]
     fn events_tell_what_happened_and_are_bounded() {
         let mut s = Store::default();
         apply(&mut s, &ds("agent", "agent:1"));
@@ -977,6 +1056,7 @@ mod tests {
         let left = |generation| Command::NodeLeft {
             node: "n1".into(),
             generation,
+            at: 1_000,
         };
         apply(&mut s, &ds("agent", "agent:1"));
         let rollout = &mut s.daemonsets.get_mut("agent").unwrap().rollout;

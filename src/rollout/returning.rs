@@ -109,6 +109,7 @@ fn a_grant_release_departure_or_deleted_pod_ends_a_hold() {
     s.apply(&Command::NodeLeft {
         node: "n2".into(),
         generation: 1,
+        at: 0,
     });
     s.apply(&Command::DeletePod {
         name: DS.into(),
