@@ -63,14 +63,7 @@ fn process_runtime_converges_recreates_adopts_and_removes() {
     std::fs::create_dir_all(&out_dir).unwrap();
     let file = manifest(cluster.root.path(), "echo", &out_dir);
 
-    wait_until("apply accepted", Duration::from_secs(60), || {
-        let out = cluster.nodes[0].cli(&["apply", "-f", file.to_str().unwrap()]);
-        if out.status.success() {
-            Ok(())
-        } else {
-            Err(String::from_utf8_lossy(&out.stderr).into_owned())
-        }
-    });
+    crate::support::rollout::apply(&cluster.nodes[0], &file);
     let names = ["node-0", "node-1", "node-2"];
     wait_running(&cluster.nodes[1], "echo", &names);
     for n in names {

@@ -50,14 +50,7 @@ fn docker_agents_converge_recreate_adopt_report_pull_errors_evict_and_remove() {
 
     let mut cluster = Cluster::start_seeded(3, 1, &["--runtime", "docker", "--cluster", &cluster_name]);
     let file = manifest(cluster.root.path(), "agent", IMAGE_V1);
-    wait_until("apply accepted", Duration::from_secs(60), || {
-        let out = cluster.nodes[0].cli(&["apply", "-f", file.to_str().unwrap()]);
-        if out.status.success() {
-            Ok(())
-        } else {
-            Err(String::from_utf8_lossy(&out.stderr).into_owned())
-        }
-    });
+    crate::support::rollout::apply(&cluster.nodes[0], &file);
     let names = ["node-0", "node-1", "node-2"];
     let ids = wait_until("one running container per node", Duration::from_secs(60), || {
         let running = running_by_node(&docker, &rt, &cluster_name);

@@ -15,7 +15,6 @@
 //! With no Docker engine the `docker` tests print a loud SKIP, except under `CI=true` where they
 //! fail.
 
-use std::io::Write as _;
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -81,14 +80,23 @@ pub trait Harness: Sized + Sync {
     async fn release(&self, rt: &dyn ContainerRuntime, instance: &Instance, workload: Workload);
 
     /// An exec probe command that exits with `code` in `instance`.
-    async fn probe(&self, instance: &Instance, code: i32) -> Vec<String>;
+    async fn probe(&self, _instance: &Instance, code: i32) -> Vec<String> {
+        sh(&format!("exit {code}"))
+    }
 
     /// An exec probe command that runs far longer than any probe timeout.
-    async fn hanging_probe(&self, instance: &Instance) -> Vec<String>;
+    async fn hanging_probe(&self, _instance: &Instance) -> Vec<String> {
+        sh("sleep 30")
+    }
 
     /// A spec whose program does not exist, which the runtime refuses at create; the error
     /// names [`MISSING_PROGRAM`].
-    fn unrunnable(&self) -> InstanceSpec;
+    fn unrunnable(&self) -> InstanceSpec {
+        let mut spec = self.spec(Workload::Serve);
+        spec.command = vec![MISSING_PROGRAM.into()];
+        spec.args.clear();
+        spec
+    }
 }
 
 /// The program of [`Harness::unrunnable`].
@@ -886,21 +894,6 @@ impl Harness for ProcessHarness {
     async fn release(&self, _rt: &dyn ContainerRuntime, _instance: &Instance, _workload: Workload) {
         std::fs::write(self.work.path().join("go"), "").unwrap();
     }
-
-    async fn probe(&self, _instance: &Instance, code: i32) -> Vec<String> {
-        sh(&format!("exit {code}"))
-    }
-
-    async fn hanging_probe(&self, _instance: &Instance) -> Vec<String> {
-        sh("sleep 30")
-    }
-
-    fn unrunnable(&self) -> InstanceSpec {
-        let mut spec = self.spec(Workload::Serve);
-        spec.command = vec![MISSING_PROGRAM.into()];
-        spec.args.clear();
-        spec
-    }
 }
 
 impl Drop for ProcessHarness {
@@ -960,21 +953,7 @@ impl Harness for DockerHarness {
     const KIND: RuntimeKind = RuntimeKind::Docker;
 
     async fn new(test: &str) -> Option<Self> {
-        let rt = match DockerRuntime::connect().await {
-            Ok(rt) => rt,
-            Err(e) => {
-                if std::env::var("CI").as_deref() == Ok("true") {
-                    panic!("CI=true and the Docker engine is unreachable, so {test} cannot run: {e}");
-                }
-                // Straight to stderr: libtest captures `eprintln!` of passing tests, and a skip
-                // must be seen.
-                let _ = writeln!(
-                    std::io::stderr(),
-                    "\n*** SKIP runtime_contract::docker::{test}: Docker engine unreachable ({e}); set CI=true to make this a failure ***\n"
-                );
-                return None;
-            }
-        };
+        let rt = docker_support::runtime_or_skip(&format!("runtime_contract::docker::{test}")).await?;
         DOCKER_IMAGES
             .get_or_init(|| async {
                 let docker = rt.client();
@@ -1014,21 +993,6 @@ impl Harness for DockerHarness {
             .await
             .unwrap();
         assert_eq!(code, 0, "releasing {}", instance.id);
-    }
-
-    async fn probe(&self, _instance: &Instance, code: i32) -> Vec<String> {
-        sh(&format!("exit {code}"))
-    }
-
-    async fn hanging_probe(&self, _instance: &Instance) -> Vec<String> {
-        sh("sleep 30")
-    }
-
-    fn unrunnable(&self) -> InstanceSpec {
-        let mut spec = self.spec(Workload::Serve);
-        spec.command = vec![MISSING_PROGRAM.into()];
-        spec.args.clear();
-        spec
     }
 }
 

@@ -45,21 +45,7 @@ struct Fixture {
 impl Fixture {
     /// Connects and builds the images once; `None` (after a loud SKIP) when there is no engine.
     async fn new(test: &str) -> Option<Fixture> {
-        let rt = match DockerRuntime::connect().await {
-            Ok(rt) => rt,
-            Err(e) => {
-                if std::env::var("CI").as_deref() == Ok("true") {
-                    panic!("CI=true and the Docker engine is unreachable, so {test} cannot run: {e}");
-                }
-                // Straight to stderr: libtest captures `eprintln!` of passing tests, and a skip
-                // must be seen.
-                let _ = writeln!(
-                    std::io::stderr(),
-                    "\n*** SKIP {test}: Docker engine unreachable ({e}); set CI=true to make this a failure ***\n"
-                );
-                return None;
-            }
-        };
+        let rt = docker_support::runtime_or_skip(test).await?;
         IMAGES.get_or_init(|| prepare_images(rt.clone())).await;
         Some(Fixture {
             rt,

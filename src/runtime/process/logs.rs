@@ -105,12 +105,14 @@ pub(super) async fn read_tail(path: &Path, tail: Option<usize>) -> io::Result<(V
     // One more newline than lines wanted marks where the first of them begins; a newline
     // ending the file ends the last line rather than starting another.
     let wanted = lines + usize::from(len > 0);
-    while start > 0 && buf.iter().filter(|b| **b == b'\n').count() <= wanted {
+    let mut newlines = 0;
+    while start > 0 && newlines <= wanted {
         let step = TAIL_CHUNK.min(start);
         start -= step;
         file.seek(io::SeekFrom::Start(start)).await?;
         let mut chunk = vec![0; step as usize];
         file.read_exact(&mut chunk).await?;
+        newlines += chunk.iter().filter(|b| **b == b'\n').count();
         chunk.extend_from_slice(&buf);
         buf = chunk;
     }

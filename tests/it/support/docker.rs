@@ -31,6 +31,26 @@ pub fn connect(test: &str) -> Option<(tokio::runtime::Runtime, Docker)> {
     }
 }
 
+/// The everynode Docker runtime, or `None` after a loud SKIP naming `test`; under `CI=true` a
+/// missing engine fails the test.
+pub async fn runtime_or_skip(test: &str) -> Option<everynode::runtime::docker::DockerRuntime> {
+    match everynode::runtime::docker::DockerRuntime::connect().await {
+        Ok(rt) => Some(rt),
+        Err(e) => {
+            if std::env::var("CI").as_deref() == Ok("true") {
+                panic!("CI=true and the Docker engine is unreachable, so {test} cannot run: {e}");
+            }
+            // Straight to stderr: libtest captures `eprintln!` of passing tests, and a skip
+            // must be seen.
+            let _ = writeln!(
+                std::io::stderr(),
+                "\n*** SKIP {test}: Docker engine unreachable ({e}); set CI=true to make this a failure ***\n"
+            );
+            None
+        }
+    }
+}
+
 pub fn tokio() -> tokio::runtime::Runtime {
     tokio::runtime::Runtime::new().unwrap()
 }
