@@ -275,6 +275,7 @@ pub async fn run_with(
     let stop = Arc::new(tokio::sync::Notify::new());
     let app = api::router(api::ApiState {
         auth: Arc::new(api::auth::ApiAuth::new(&keys)),
+        secrets: Arc::new(crate::security::at_rest::SecretBox::new(&keys.at_rest)),
         shutdown: stop.clone(),
         dead_node_grace: config.dead_node_grace,
         agent: Some(agent_ctx),

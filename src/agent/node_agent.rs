@@ -307,7 +307,8 @@ spec:
             .remove(0)
             .into_valid()
             .expect("valid")
-            .daemonset
+            .into_daemonset()
+            .unwrap()
     }
 
     #[test]

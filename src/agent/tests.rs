@@ -54,7 +54,7 @@ spec:
 {extra_container}"
     );
     let m = crate::spec::parse(yaml.as_bytes(), "test.yaml").remove(0);
-    m.into_valid().expect("valid test manifest").daemonset
+    m.into_valid().expect("valid test manifest").into_daemonset().unwrap()
 }
 
 struct Harness {
@@ -146,6 +146,8 @@ async fn eventually<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
 fn apply(ds: crate::spec::DaemonSet) -> Command {
     Command::Apply {
         daemonsets: vec![ds],
+        config_maps: vec![],
+        secrets: vec![],
         at: 0,
     }
 }
@@ -296,6 +298,8 @@ fn many_daemonsets_share_one_runtime_listing_per_resync() {
         let names: Vec<String> = (0..10).map(|i| format!("ds{i}")).collect();
         h.commit(Command::Apply {
             daemonsets: names.iter().map(|n| daemonset(n, "")).collect(),
+            config_maps: vec![],
+            secrets: vec![],
             at: 0,
         });
         eventually("every DaemonSet Running", || {

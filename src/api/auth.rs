@@ -61,13 +61,20 @@ fn unauthorized(message: String) -> Response {
 }
 
 /// Admin routes: the admin token may do anything, the read-only token only GET (and HEAD).
+/// Which token a request came with, for handlers that show more to the admin (Secret values).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Admin,
+    ReadOnly,
+}
+
 pub async fn require_token(State(auth): State<Arc<ApiAuth>>, req: Request, next: Next) -> Response {
     let presented = req
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim);
+        .map(|t| t.trim().to_string());
     let Some(token) = presented else {
         auth.refused.no_token.fetch_add(1, Ordering::Relaxed);
         return unauthorized(
@@ -76,11 +83,14 @@ pub async fn require_token(State(auth): State<Arc<ApiAuth>>, req: Request, next:
                 .into(),
         );
     };
+    let mut req = req;
     if constant_time_eq(token.as_bytes(), auth.admin_token.as_bytes()) {
+        req.extensions_mut().insert(Role::Admin);
         return next.run(req).await;
     }
     if constant_time_eq(token.as_bytes(), auth.readonly_token.as_bytes()) {
         if matches!(*req.method(), Method::GET | Method::HEAD) {
+            req.extensions_mut().insert(Role::ReadOnly);
             return next.run(req).await;
         }
         auth.refused.read_only.fetch_add(1, Ordering::Relaxed);

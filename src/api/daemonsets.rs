@@ -14,7 +14,8 @@ use crate::agent::status::{aggregate, node_count, Counts, NodeCount, NodeReport}
 use crate::control::nodes;
 use crate::control::store::{Command, DaemonSetRecord, Response as StoreResponse, Store};
 use crate::membership::{Member, MemberState};
-use crate::spec::DaemonSet;
+use crate::control::configs::SealedSecret;
+use crate::spec::{object_from_json, ConfigMap, DaemonSet, Object, Secret};
 
 fn now() -> u64 {
     SystemTime::now()
@@ -23,7 +24,8 @@ fn now() -> u64 {
         .unwrap_or(0)
 }
 
-/// `POST /v1/apply`: the objects of one manifest, all validated, then stored together.
+/// `POST /v1/apply`: the objects of one manifest (DaemonSets, ConfigMaps, Secrets), all
+/// validated, then stored together.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct ApplyRequest {
     pub objects: Vec<serde_json::Value>,
@@ -32,10 +34,68 @@ pub struct ApplyRequest {
 /// One object's result, with the warnings for fields everynode does not honour.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct ApplyResult {
+    #[serde(default = "daemonset_kind")]
+    pub kind: String,
+    #[serde(default = "crate::spec::meta::default_namespace")]
+    pub namespace: String,
     pub name: String,
     pub outcome: crate::control::store::ApplyOutcome,
+    /// The revision number of a DaemonSet; the generation of a ConfigMap or Secret.
     pub revision: u64,
     pub warnings: Vec<String>,
+}
+
+fn daemonset_kind() -> String {
+    "DaemonSet".into()
+}
+
+/// What one apply request holds, by kind, once every object was read and checked.
+#[derive(Default)]
+struct Checked {
+    daemonsets: Vec<DaemonSet>,
+    config_maps: Vec<ConfigMap>,
+    secrets: Vec<Secret>,
+    warnings: BTreeMap<(String, String, String), Vec<String>>,
+}
+
+fn check(objects: &[serde_json::Value]) -> Result<Checked, ApiError> {
+    let mut out = Checked::default();
+    let mut errors: Vec<String> = Vec::new();
+    let mut seen = BTreeSet::new();
+    for (i, obj) in objects.iter().enumerate() {
+        let bytes = serde_json::to_vec(obj).expect("JSON values serialize");
+        let valid = match object_from_json(&bytes) {
+            Ok(v) => v,
+            Err(invalid) => {
+                errors.extend(invalid.errors.iter().map(|e| format!("object {i} ({}): {e}", invalid.kind)));
+                continue;
+            }
+        };
+        let object = valid.object;
+        let id = (
+            object.kind().to_string(),
+            object.namespace().unwrap_or_default().to_string(),
+            object.name().to_string(),
+        );
+        if !seen.insert(id.clone()) {
+            errors.push(format!("object {i}: {} appears twice in one apply", object.reference()));
+        }
+        out.warnings
+            .insert(id, valid.warnings.iter().map(|w| w.to_string()).collect());
+        match object {
+            Object::DaemonSet(ds) => out.daemonsets.push(ds),
+            Object::ConfigMap(cm) => out.config_maps.push(cm),
+            Object::Secret(s) => out.secrets.push(s),
+            other => errors.push(format!(
+                "object {i}: {} is not stored: only DaemonSets, ConfigMaps and Secrets are; leave it out of the request",
+                other.reference()
+            )),
+        }
+    }
+    if !errors.is_empty() {
+        return Err(ApiError(StatusCode::UNPROCESSABLE_ENTITY, errors.join("\n")));
+    }
+    Ok(out)
 }
 
 pub async fn apply(
@@ -45,39 +105,31 @@ pub async fn apply(
     if req.objects.is_empty() {
         return Err(ApiError(StatusCode::BAD_REQUEST, "no objects to apply".into()));
     }
-    let mut valid: Vec<DaemonSet> = Vec::new();
-    let mut warnings: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    let mut errors: Vec<String> = Vec::new();
-    let mut names = BTreeSet::new();
-    for (i, obj) in req.objects.iter().enumerate() {
-        let bytes = serde_json::to_vec(obj).expect("JSON values serialize");
-        match DaemonSet::from_json(&bytes) {
-            Ok(v) => {
-                let name = v.daemonset.metadata.name.clone();
-                if !names.insert(name.clone()) {
-                    errors.push(format!("object {i}: daemonset {name} appears twice in one apply"));
-                }
-                warnings.insert(name, v.warnings.iter().map(|w| w.to_string()).collect());
-                valid.push(v.daemonset);
-            }
-            Err(invalid) => errors.extend(invalid.errors.iter().map(|e| format!("object {i}: {e}"))),
-        }
-    }
-    if !errors.is_empty() {
-        return Err(ApiError(StatusCode::UNPROCESSABLE_ENTITY, errors.join("\n")));
-    }
+    let mut checked = check(&req.objects)?;
+    let sealed: Vec<SealedSecret> = checked
+        .secrets
+        .iter()
+        .map(|secret| SealedSecret::seal(secret, &s.secrets))
+        .collect();
     let cmd = Command::Apply {
-        daemonsets: valid.clone(),
+        daemonsets: checked.daemonsets.clone(),
+        config_maps: checked.config_maps.clone(),
+        secrets: sealed,
         at: now(),
     };
     match s.control.writer.write(cmd).await? {
         StoreResponse::Applied { results } => {
-            await_local_copy(&s, &valid).await;
+            await_local_copy(&s, &checked.daemonsets).await;
             Ok(Json(
                 results
                     .into_iter()
                     .map(|r| ApplyResult {
-                        warnings: warnings.remove(&r.name).unwrap_or_default(),
+                        warnings: checked
+                            .warnings
+                            .remove(&(r.kind.clone(), r.namespace.clone(), r.name.clone()))
+                            .unwrap_or_default(),
+                        kind: r.kind,
+                        namespace: r.namespace,
                         name: r.name,
                         outcome: r.outcome,
                         revision: r.revision,

@@ -4,11 +4,13 @@
 //! - `auth`: bearer tokens for people, signatures for nodes, as route layers.
 //! - `error`: the error answer every handler returns.
 //! - `internal`: node-to-node routes (Raft RPCs, the store copy, forwarded writes).
-//! - `daemonsets`, `rollout`, `pods`, `logs`, `nodes`, `cluster`, `leave`: one file per resource.
+//! - `daemonsets`, `configs` (ConfigMaps, Secrets), `rollout`, `pods`, `logs`, `nodes`, `cluster`,
+//!   `leave`: one file per resource.
 //! - `metrics`: the Prometheus text of `/metrics`.
 
 pub mod auth;
 pub mod cluster;
+pub mod configs;
 pub mod daemonsets;
 pub mod error;
 pub mod internal;
@@ -52,6 +54,8 @@ pub struct ApiState {
     pub agent: Option<Arc<crate::agent::AgentContext>>,
     /// The tokens and node key requests are checked against.
     pub auth: Arc<auth::ApiAuth>,
+    /// Seals and opens Secret data (the cluster's at-rest key).
+    pub secrets: Arc<crate::security::at_rest::SecretBox>,
     /// How long a dead node still counts in DaemonSet statuses (`--dead-node-grace`).
     pub dead_node_grace: std::time::Duration,
     /// Notified to stop the node from within (after `everynode leave`).
@@ -88,6 +92,16 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/daemonsets/{name}/rollout/restart", post(rollout::restart))
         .route("/v1/daemonsets/{name}/rollout/undo", post(rollout::undo))
         .route("/v1/daemonsets/{name}/pods/{node}", delete(rollout::delete_pod))
+        .route("/v1/configmaps", get(configs::list_config_maps))
+        .route(
+            "/v1/configmaps/{namespace}/{name}",
+            get(configs::get_config_map).delete(configs::delete_config_map),
+        )
+        .route("/v1/secrets", get(configs::list_secrets))
+        .route(
+            "/v1/secrets/{namespace}/{name}",
+            get(configs::get_secret).delete(configs::delete_secret),
+        )
         .route("/v1/pods", get(pods::list_pods))
         .route("/v1/local/logs/{daemonset}", get(logs::local_logs))
         .route("/v1/logs/{daemonset}", get(logs::logs))

@@ -1,64 +1,10 @@
-//! `apply`, `get ds`, `describe ds` and `delete`: DaemonSets through any node's API.
+//! `get ds`, `describe ds` and `delete ds`: DaemonSets through any node's API.
 
 use std::process::ExitCode;
 
-use anyhow::bail;
-
 use super::client::{Client, Target};
 use super::output::{self, OutputFormat};
-use crate::api::daemonsets::{ApplyRequest, ApplyResult, DaemonSetView};
-use crate::control::store::ApplyOutcome;
-use crate::error::InputError;
-
-/// Reads and validates manifests locally, so mistakes are listed before anything is sent.
-fn load_valid(source: &str) -> anyhow::Result<Vec<crate::spec::Valid>> {
-    let manifests = crate::spec::load(source).map_err(|e| InputError::new(e.to_string()))?;
-    let mut valid = Vec::new();
-    let mut errors = Vec::new();
-    for m in manifests {
-        match m.into_valid() {
-            Ok(v) => valid.push(v),
-            Err(invalid) => errors.push(invalid.to_string()),
-        }
-    }
-    if !errors.is_empty() {
-        bail!(InputError::new(format!(
-            "{}\nnothing was applied",
-            errors.join("\n")
-        )));
-    }
-    if valid.is_empty() {
-        bail!(InputError::new(format!("{source}: no DaemonSet found")));
-    }
-    Ok(valid)
-}
-
-pub async fn apply(server: &Target, source: &str, format: OutputFormat) -> anyhow::Result<ExitCode> {
-    let valid = load_valid(source)?;
-    let objects = valid
-        .iter()
-        .map(|v| serde_json::to_value(&v.daemonset))
-        .collect::<Result<Vec<_>, _>>()?;
-    let results: Vec<ApplyResult> = Client::new(server)?
-        .post("/v1/apply", &ApplyRequest { objects })
-        .await?;
-    if matches!(format, OutputFormat::Json | OutputFormat::Yaml) {
-        output::print_structured(&results, format)?;
-        return Ok(ExitCode::SUCCESS);
-    }
-    for r in &results {
-        for w in &r.warnings {
-            eprintln!("Warning: {w}");
-        }
-        let word = match r.outcome {
-            ApplyOutcome::Created => "created",
-            ApplyOutcome::Configured => "configured",
-            ApplyOutcome::Unchanged => "unchanged",
-        };
-        println!("daemonset.apps/{} {word}", r.name);
-    }
-    Ok(ExitCode::SUCCESS)
-}
+use crate::api::daemonsets::DaemonSetView;
 
 pub async fn get(server: &Target, name: Option<&str>, format: OutputFormat) -> anyhow::Result<ExitCode> {
     let client = Client::new(server)?;
@@ -272,31 +218,10 @@ pub fn render_description(v: &DaemonSetView) -> String {
     out
 }
 
-pub async fn delete(server: &Target, name: Option<&str>, file: Option<&str>) -> anyhow::Result<ExitCode> {
-    let names: Vec<String> = match (name, file) {
-        (Some(n), None) => vec![n.to_string()],
-        (None, Some(f)) => load_valid(f)?
-            .into_iter()
-            .map(|v| v.daemonset.metadata.name)
-            .collect(),
-        _ => bail!(InputError::new(
-            "give either `delete ds NAME` or `delete -f FILE`"
-        )),
-    };
-    let client = Client::new(server)?;
-    let mut failed = false;
-    for n in names {
-        match client.delete(&format!("/v1/daemonsets/{n}")).await {
-            Ok(()) => println!("daemonset.apps \"{n}\" deleted"),
-            Err(e) => {
-                eprintln!("error: {e:#}");
-                failed = true;
-            }
-        }
-    }
-    Ok(if failed {
-        ExitCode::FAILURE
-    } else {
-        ExitCode::SUCCESS
-    })
+pub async fn delete(server: &Target, name: &str) -> anyhow::Result<ExitCode> {
+    Client::new(server)?
+        .delete(&format!("/v1/daemonsets/{name}"))
+        .await?;
+    println!("daemonset.apps \"{name}\" deleted");
+    Ok(ExitCode::SUCCESS)
 }

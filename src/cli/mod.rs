@@ -1,8 +1,10 @@
 //! The `everynode` command line: `agent` runs a node; the other subcommands talk to a node's API.
 
 pub mod agent;
+pub mod bundles;
 pub mod client;
 pub mod cluster;
+pub mod configs;
 pub mod daemonsets;
 pub mod logs;
 pub mod members;
@@ -66,7 +68,8 @@ pub enum Command {
         #[command(subcommand)]
         what: GetCommand,
     },
-    /// Create or update DaemonSets from manifests (a file, a directory, or - for stdin).
+    /// Create or update DaemonSets, ConfigMaps and Secrets from manifests (a file, a directory,
+    /// or - for stdin); other kinds of a bundle (ServiceAccounts, RBAC, CRDs...) are skipped.
     Apply {
         /// Manifest file, directory, or - for standard input.
         #[arg(short = 'f', long = "filename", value_name = "FILE|DIR|-")]
@@ -79,11 +82,11 @@ pub enum Command {
         #[command(subcommand)]
         what: DescribeCommand,
     },
-    /// Delete DaemonSets by name or by manifest.
+    /// Delete DaemonSets, ConfigMaps and Secrets by name or by manifest.
     Delete {
         #[command(subcommand)]
         what: Option<DeleteCommand>,
-        /// Delete the DaemonSets named in these manifests.
+        /// Delete the DaemonSets, ConfigMaps and Secrets of these manifests.
         #[arg(short = 'f', long = "filename", value_name = "FILE|DIR|-")]
         file: Option<String>,
     },
@@ -151,6 +154,24 @@ pub enum GetCommand {
         #[command(flatten)]
         out: OutputArgs,
     },
+    /// List ConfigMaps, or show one.
+    #[command(name = "configmaps", alias = "configmap", alias = "cm")]
+    ConfigMaps {
+        name: Option<String>,
+        #[command(flatten)]
+        ns: NamespaceArgs,
+        #[command(flatten)]
+        out: OutputArgs,
+    },
+    /// List Secrets (keys and sizes; values only with -o yaml|json and the admin token).
+    #[command(name = "secrets", alias = "secret")]
+    Secrets {
+        name: Option<String>,
+        #[command(flatten)]
+        ns: NamespaceArgs,
+        #[command(flatten)]
+        out: OutputArgs,
+    },
     /// List DaemonSet instances: one row per DaemonSet and node.
     #[command(alias = "pod", alias = "po")]
     Pods {
@@ -170,6 +191,20 @@ pub enum DescribeCommand {
     /// Describe a DaemonSet.
     #[command(name = "daemonset", alias = "daemonsets", alias = "ds")]
     DaemonSet { name: String },
+    /// Describe a ConfigMap: its keys and values.
+    #[command(name = "configmap", alias = "configmaps", alias = "cm")]
+    ConfigMap {
+        name: String,
+        #[command(flatten)]
+        ns: NamespaceArgs,
+    },
+    /// Describe a Secret: its type, keys and sizes (never its values).
+    #[command(name = "secret", alias = "secrets")]
+    Secret {
+        name: String,
+        #[command(flatten)]
+        ns: NamespaceArgs,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -177,6 +212,20 @@ pub enum DeleteCommand {
     /// Delete a DaemonSet by name.
     #[command(name = "daemonset", alias = "daemonsets", alias = "ds")]
     DaemonSet { name: String },
+    /// Delete a ConfigMap by name.
+    #[command(name = "configmap", alias = "configmaps", alias = "cm")]
+    ConfigMap {
+        name: String,
+        #[command(flatten)]
+        ns: NamespaceArgs,
+    },
+    /// Delete a Secret by name.
+    #[command(name = "secret", alias = "secrets")]
+    Secret {
+        name: String,
+        #[command(flatten)]
+        ns: NamespaceArgs,
+    },
     /// Delete a DaemonSet's instance on one node: it is replaced at the current revision
     /// (with the OnDelete strategy, this is how a node moves to a new revision).
     #[command(alias = "pods", alias = "po")]
@@ -278,6 +327,28 @@ pub enum NodeChange {
     },
 }
 
+/// `-n NAMESPACE` or `-A`, as kubectl takes them.
+#[derive(Debug, Clone, Args)]
+pub struct NamespaceArgs {
+    /// The namespace [default: default].
+    #[arg(short = 'n', long = "namespace", value_name = "NAMESPACE", conflicts_with = "all_namespaces")]
+    pub namespace: Option<String>,
+    /// Every namespace (lists only).
+    #[arg(short = 'A', long = "all-namespaces")]
+    pub all_namespaces: bool,
+}
+
+impl NamespaceArgs {
+    fn scope(self, name: Option<&str>) -> Result<configs::Scope, crate::error::InputError> {
+        if self.all_namespaces && name.is_some() {
+            return Err(crate::error::InputError::new(
+                "a resource cannot be retrieved by name across all namespaces: drop -A, or give -n NAMESPACE",
+            ));
+        }
+        Ok(configs::Scope::new(self.namespace, self.all_namespaces))
+    }
+}
+
 #[derive(Debug, Clone, Args)]
 pub struct OutputArgs {
     /// Output format.
@@ -335,28 +406,62 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             follow,
             out,
         } => block_on(logs::run(server, &daemonset, &node, tail, follow, out.output)),
-        Command::Apply { file, out } => block_on(daemonsets::apply(server, &file, out.output)),
+        Command::Get {
+            what: GetCommand::ConfigMaps { name, ns, out },
+        } => {
+            let scope = ns.scope(name.as_deref())?;
+            block_on(configs::get_config_maps(server, name.as_deref(), &scope, out.output))
+        }
+        Command::Get {
+            what: GetCommand::Secrets { name, ns, out },
+        } => {
+            let scope = ns.scope(name.as_deref())?;
+            block_on(configs::get_secrets(server, name.as_deref(), &scope, out.output))
+        }
+        Command::Apply { file, out } => block_on(bundles::apply(server, &file, out.output)),
         Command::Describe {
             what: DescribeCommand::DaemonSet { name },
         } => block_on(daemonsets::describe(server, &name)),
+        Command::Describe {
+            what: DescribeCommand::ConfigMap { name, ns },
+        } => block_on(configs::describe_config_map(server, &name, &ns.scope(Some(&name))?)),
+        Command::Describe {
+            what: DescribeCommand::Secret { name, ns },
+        } => block_on(configs::describe_secret(server, &name, &ns.scope(Some(&name))?)),
+        Command::Delete {
+            what: Some(DeleteCommand::ConfigMap { name, ns }),
+            file: None,
+        } => block_on(configs::delete(
+            server,
+            crate::control::configs::ConfigKind::ConfigMap,
+            &name,
+            &ns.scope(Some(&name))?,
+        )),
+        Command::Delete {
+            what: Some(DeleteCommand::Secret { name, ns }),
+            file: None,
+        } => block_on(configs::delete(
+            server,
+            crate::control::configs::ConfigKind::Secret,
+            &name,
+            &ns.scope(Some(&name))?,
+        )),
         Command::Delete {
             what: Some(DeleteCommand::Pod { daemonset, node }),
             file: None,
         } => block_on(rollout::delete_pod(server, &daemonset, &node)),
         Command::Delete {
-            what: Some(DeleteCommand::Pod { .. }),
-            file: Some(_),
-        } => Err(crate::error::InputError::new(
-            "give either `delete pod DAEMONSET --node NODE` or `delete -f FILE`",
+            what: Some(DeleteCommand::DaemonSet { name }),
+            file: None,
+        } => block_on(daemonsets::delete(server, &name)),
+        Command::Delete {
+            what: None,
+            file: Some(file),
+        } => block_on(bundles::delete(server, &file)),
+        Command::Delete { .. } => Err(crate::error::InputError::new(
+            "give either `delete ds|cm|secret NAME` or `delete -f FILE`",
         )
         .into()),
-        Command::Delete { what, file } => {
-            let name = what.map(|w| match w {
-                DeleteCommand::DaemonSet { name } => name,
-                DeleteCommand::Pod { daemonset, .. } => daemonset,
-            });
-            block_on(daemonsets::delete(server, name.as_deref(), file.as_deref()))
-        }
         Command::Rollout { what } => run_rollout(server, what),
         Command::Label {
             what: NodeChange::Node { node, changes },

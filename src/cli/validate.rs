@@ -1,5 +1,6 @@
-//! `everynode validate -f FILE|DIR|-`: checks manifests offline and prints, for each
-//! DaemonSet, its name and revision, its warnings and its errors with their field paths.
+//! `everynode validate -f FILE|DIR|-`: checks manifests offline and prints, for each object,
+//! its kind and name (and a DaemonSet's revision), its warnings and its errors with their
+//! field paths, and which objects would be skipped.
 
 use std::io::Write;
 
@@ -7,15 +8,24 @@ use anyhow::Context;
 use serde::Serialize;
 
 use super::output::OutputFormat;
-use crate::spec::{self, Issue, Manifest};
+use crate::spec::{self, Issue, Manifest, Object};
 
 /// Validates every manifest in `source` (a file, a directory or `-`) and prints the result.
 /// Returns whether everything is valid; an Err means the source could not be read at all.
 pub fn run(source: &str, output: OutputFormat, out: &mut dyn Write) -> anyhow::Result<bool> {
     let manifests = spec::load(source).with_context(|| format!("cannot validate {source}"))?;
-    let valid = manifests.iter().all(Manifest::is_valid);
+    let storable = manifests.iter().any(|m| m.object.as_ref().is_some_and(Object::is_stored));
+    let valid = manifests.iter().all(Manifest::is_valid) && storable;
     match output {
-        OutputFormat::Table | OutputFormat::Wide => print_text(&manifests, out)?,
+        OutputFormat::Table | OutputFormat::Wide => {
+            print_text(&manifests, out)?;
+            if !storable && manifests.iter().all(Manifest::is_valid) {
+                writeln!(
+                    out,
+                    "{source}: nothing everynode can store: it stores DaemonSets, ConfigMaps and Secrets"
+                )?;
+            }
+        }
         OutputFormat::Json | OutputFormat::Yaml => {
             let report = Report::new(&manifests, valid);
             serde_json::to_writer_pretty(&mut *out, &report).context("cannot write the report")?;
@@ -26,18 +36,27 @@ pub fn run(source: &str, output: OutputFormat, out: &mut dyn Write) -> anyhow::R
 }
 
 fn print_text(manifests: &[Manifest], out: &mut dyn Write) -> anyhow::Result<()> {
-    let (mut ok, mut warnings) = (0, 0);
+    let (mut ok, mut warnings, mut skipped) = (0, 0, 0);
     for m in manifests {
-        let what = match &m.daemonset {
-            Some(ds) if !ds.metadata.name.is_empty() => {
-                format!("DaemonSet {}/{}", ds.metadata.namespace, ds.metadata.name)
+        if let Some(note) = m.object.as_ref().and_then(Object::skipped_note) {
+            if m.is_valid() {
+                writeln!(out, "{}: {note}", m.origin)?;
+                skipped += 1;
+                continue;
             }
-            Some(_) => "DaemonSet (no name)".to_string(),
-            None => "no DaemonSet".to_string(),
+        }
+        let what = match &m.object {
+            Some(o) if !o.name().is_empty() => match o.namespace() {
+                Some(ns) => format!("{} {ns}/{}", o.kind(), o.name()),
+                None => format!("{} {}", o.kind(), o.name()),
+            },
+            Some(o) => format!("{} (no name)", o.kind()),
+            None => "no object".to_string(),
         };
         let errors = m.errors().count();
         let verdict = match (m.is_valid(), m.revision()) {
             (true, Some(rev)) => format!("valid, revision {rev}"),
+            (true, None) => "valid".to_string(),
             _ => format!("invalid ({errors} error{})", plural(errors)),
         };
         writeln!(out, "{}: {what}: {verdict}", m.origin)?;
@@ -48,11 +67,16 @@ fn print_text(manifests: &[Manifest], out: &mut dyn Write) -> anyhow::Result<()>
         warnings += m.warnings().count();
     }
     let total = manifests.len();
+    let skipped_text = if skipped > 0 {
+        format!(", {skipped} skipped")
+    } else {
+        String::new()
+    };
     writeln!(
         out,
-        "{total} object{}: {ok} valid, {} invalid, {warnings} warning{}",
+        "{total} object{}: {ok} valid, {} invalid{skipped_text}, {warnings} warning{}",
         plural(total),
-        total - ok,
+        total - ok - skipped,
         plural(warnings)
     )?;
     Ok(())
@@ -88,6 +112,9 @@ fn plural(n: usize) -> &'static str {
 #[derive(Serialize)]
 struct Report<'a> {
     valid: bool,
+    /// Every object of the input, skipped ones included.
+    objects: Vec<Entry<'a>>,
+    /// The DaemonSet entries only, as before objects of other kinds were read.
     daemonsets: Vec<Entry<'a>>,
 }
 
@@ -95,29 +122,40 @@ struct Report<'a> {
 struct Entry<'a> {
     #[serde(flatten)]
     origin: &'a spec::Origin,
+    kind: Option<&'a str>,
     name: Option<&'a str>,
     namespace: Option<&'a str>,
     revision: Option<String>,
     valid: bool,
+    /// Why the object is not stored (skipped kinds, namespaces).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    skipped: Option<String>,
     errors: Vec<&'a Issue>,
     warnings: Vec<&'a Issue>,
 }
 
 impl<'a> Report<'a> {
     fn new(manifests: &'a [Manifest], valid: bool) -> Self {
-        let daemonsets = manifests
-            .iter()
-            .map(|m| Entry {
-                origin: &m.origin,
-                name: m.name(),
-                namespace: m.daemonset.as_ref().map(|d| d.metadata.namespace.as_str()),
-                revision: m.is_valid().then(|| m.revision()).flatten(),
-                valid: m.is_valid(),
-                errors: m.errors().collect(),
-                warnings: m.warnings().collect(),
-            })
-            .collect();
-        Report { valid, daemonsets }
+        let entry = |m: &'a Manifest| Entry {
+            origin: &m.origin,
+            kind: m.object.as_ref().map(Object::kind),
+            name: m.name(),
+            namespace: m.object.as_ref().and_then(Object::namespace),
+            revision: m.is_valid().then(|| m.revision()).flatten(),
+            valid: m.is_valid(),
+            skipped: m.object.as_ref().and_then(Object::skipped_note),
+            errors: m.errors().collect(),
+            warnings: m.warnings().collect(),
+        };
+        Report {
+            valid,
+            objects: manifests.iter().map(entry).collect(),
+            daemonsets: manifests
+                .iter()
+                .filter(|m| m.object.is_none() || m.daemonset().is_some())
+                .map(entry)
+                .collect(),
+        }
     }
 }
 

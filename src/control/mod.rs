@@ -2,7 +2,8 @@
 //!
 //! # Layout
 //! - `types`: openraft type configuration and aliases.
-//! - `store`: the replicated state (DaemonSets, revisions, node overrides) and its commands.
+//! - `store`: the replicated state (DaemonSets, revisions, node overrides) and its commands;
+//!   `configs`: its ConfigMaps and sealed Secrets.
 //! - `db`, `log_store`, `state_machine`: the Raft log and the store, persisted in redb.
 //! - `network`: Raft RPCs over HTTP (client and server handlers).
 //! - `bootstrap`: the rule that lets exactly one node form a new cluster.
@@ -13,6 +14,7 @@
 //! - `nodes`: a node's effective labels and taints under the cluster's overrides.
 
 pub mod bootstrap;
+pub mod configs;
 pub mod controller;
 pub mod db;
 pub mod distribute;

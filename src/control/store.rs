@@ -1,13 +1,14 @@
-//! The store the Raft log builds: DaemonSets with their revision history, and node overrides; `apply` is deterministic so every replica computes the same state.
+//! The store the Raft log builds: DaemonSets with their revision history, ConfigMaps and sealed Secrets, and node overrides; `apply` is deterministic so every replica computes the same state.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
+use super::configs::{ConfigKind, ConfigMapRecord, SealedSecret, SecretRecord};
 use super::replica::Versioned;
 use crate::rollout::state::{Failure, Grant, RolloutState};
 use crate::scheduling::{Taint, TaintEffect};
-use crate::spec::{revision_hash, DaemonSet, OnFailure, PodTemplateSpec, RolloutPolicy};
+use crate::spec::{revision_hash, ConfigMap, DaemonSet, OnFailure, PodTemplateSpec, RolloutPolicy};
 
 /// Annotation whose value is recorded as a revision's change cause, as kubectl does.
 pub const CHANGE_CAUSE: &str = "kubernetes.io/change-cause";
@@ -20,6 +21,12 @@ pub struct Store {
     pub version: u64,
     /// By name: names are unique across namespaces, so `get ds NAME` needs no namespace.
     pub daemonsets: BTreeMap<String, DaemonSetRecord>,
+    /// By `namespace/name` (see [`super::configs::key`]).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub config_maps: BTreeMap<String, ConfigMapRecord>,
+    /// By `namespace/name`; values sealed.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub secrets: BTreeMap<String, SecretRecord>,
     /// Label and taint changes made with `everynode label/taint node`, by node name.
     pub nodes: BTreeMap<String, NodeOverride>,
     /// Nodes that left (`everynode leave`) or were removed (`everynode remove node`), with the
@@ -183,9 +190,19 @@ pub enum Command {
     /// Several objects at once (one manifest file): all are stored, or none.
     Apply {
         daemonsets: Vec<DaemonSet>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        config_maps: Vec<ConfigMap>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        secrets: Vec<SealedSecret>,
         at: u64,
     },
     Delete {
+        name: String,
+    },
+    /// Deletes a ConfigMap or Secret.
+    DeleteConfig {
+        kind: ConfigKind,
+        namespace: String,
         name: String,
     },
     LabelNode {
@@ -276,8 +293,28 @@ pub enum ApplyOutcome {
 pub struct Applied {
     pub name: String,
     pub outcome: ApplyOutcome,
-    /// The current revision number after the apply.
+    /// The current revision number after the apply (the generation, for a ConfigMap or Secret).
     pub revision: u64,
+    #[serde(default = "daemonset_kind")]
+    pub kind: String,
+    #[serde(default = "crate::spec::meta::default_namespace")]
+    pub namespace: String,
+}
+
+fn daemonset_kind() -> String {
+    "DaemonSet".into()
+}
+
+impl Applied {
+    fn daemonset(ds: &DaemonSet, outcome: ApplyOutcome, revision: u64) -> Applied {
+        Applied {
+            name: ds.metadata.name.clone(),
+            outcome,
+            revision,
+            kind: daemonset_kind(),
+            namespace: ds.metadata.namespace.clone(),
+        }
+    }
 }
 
 /// The result of one command.
@@ -301,7 +338,12 @@ impl Store {
     /// Applies one committed command. Must stay deterministic: no clocks, no randomness.
     pub fn apply(&mut self, cmd: &Command) -> Response {
         match cmd {
-            Command::Apply { daemonsets, at } => {
+            Command::Apply {
+                daemonsets,
+                config_maps,
+                secrets,
+                at,
+            } => {
                 self.prune_departed(*at);
                 // Check every object first so that a conflict stores none of them.
                 for ds in daemonsets {
@@ -309,12 +351,24 @@ impl Store {
                         return Response::Conflict { message };
                     }
                 }
-                let results = daemonsets
+                if let Some(message) = self.config_conflict(config_maps, secrets) {
+                    return Response::Conflict { message };
+                }
+                // Configuration first, as kubectl orders a bundle: the DaemonSet's instances
+                // find what they mount.
+                let mut results: Vec<Applied> = config_maps
                     .iter()
-                    .map(|ds| self.apply_daemonset(ds, *at))
+                    .map(|cm| self.apply_config_map(cm, *at))
                     .collect();
+                results.extend(secrets.iter().map(|s| self.apply_secret(s, *at)));
+                results.extend(daemonsets.iter().map(|ds| self.apply_daemonset(ds, *at)));
                 Response::Applied { results }
             }
+            Command::DeleteConfig {
+                kind,
+                namespace,
+                name,
+            } => self.delete_config(*kind, namespace, name),
             Command::Delete { name } => match self.daemonsets.remove(name) {
                 Some(_) => Response::Ok,
                 None => Response::NotFound { name: name.clone() },
@@ -651,11 +705,11 @@ impl Store {
         };
         if target.hash == record.current_revision().hash {
             return Response::Applied {
-                results: vec![Applied {
-                    name: name.to_string(),
-                    outcome: ApplyOutcome::Unchanged,
-                    revision: target.number,
-                }],
+                results: vec![Applied::daemonset(
+                    &record.daemonset,
+                    ApplyOutcome::Unchanged,
+                    target.number,
+                )],
             };
         }
         let from = target.number;
@@ -714,18 +768,10 @@ impl Store {
                     rollout: RolloutState::default(),
                 },
             );
-            return Applied {
-                name: ds.metadata.name.clone(),
-                outcome: ApplyOutcome::Created,
-                revision: 1,
-            };
+            return Applied::daemonset(ds, ApplyOutcome::Created, 1);
         };
         if record.daemonset == *ds {
-            return Applied {
-                name,
-                outcome: ApplyOutcome::Unchanged,
-                revision: record.current_revision().number,
-            };
+            return Applied::daemonset(ds, ApplyOutcome::Unchanged, record.current_revision().number);
         }
         record.daemonset = ds.clone();
         record.generation += 1;
@@ -773,11 +819,7 @@ impl Store {
                 format!("generation {} without a template change", record.generation),
             );
         }
-        Applied {
-            name,
-            outcome: ApplyOutcome::Configured,
-            revision: record.current_revision().number,
-        }
+        Applied::daemonset(ds, ApplyOutcome::Configured, record.current_revision().number)
     }
 }
 
@@ -820,12 +862,14 @@ mod tests {
             .into_iter()
             .next()
             .unwrap();
-        m.into_valid().unwrap().daemonset
+        m.into_valid().unwrap().into_daemonset().unwrap()
     }
 
     fn apply(store: &mut Store, d: &DaemonSet) -> Response {
         store.apply(&Command::Apply {
             daemonsets: vec![d.clone()],
+            config_maps: vec![],
+            secrets: vec![],
             at: 100,
         })
     }
@@ -836,6 +880,8 @@ mod tests {
                 name: "agent".into(),
                 outcome,
                 revision,
+                kind: "DaemonSet".into(),
+                namespace: "default".into(),
             }],
         }
     }
@@ -928,6 +974,8 @@ mod tests {
         let write_at = |s: &mut Store, at| {
             s.apply(&Command::Apply {
                 daemonsets: vec![],
+                config_maps: vec![],
+                secrets: vec![],
                 at,
             })
         };
@@ -993,6 +1041,8 @@ mod tests {
         let fresh = ds("fresh", "fresh:1");
         let both = Command::Apply {
             daemonsets: vec![fresh, other],
+            config_maps: vec![],
+            secrets: vec![],
             at: 1,
         };
         assert!(matches!(s.apply(&both), Response::Conflict { .. }));

@@ -30,12 +30,14 @@ spec:
 "
     );
     let m = crate::spec::parse(yaml.as_bytes(), "test.yaml").remove(0);
-    m.into_valid().expect("valid test manifest").daemonset
+    m.into_valid().expect("valid test manifest").into_daemonset().unwrap()
 }
 
 fn apply(s: &mut Store, image: &str, at: u64) {
     let r = s.apply(&Command::Apply {
         daemonsets: vec![daemonset(image, 1)],
+        config_maps: vec![],
+        secrets: vec![],
         at,
     });
     assert!(matches!(r, Response::Applied { .. }), "{r:?}");

@@ -2,10 +2,12 @@
 //!
 //! # Layout
 //! - [`secret`]: the cluster secret file (checked, or generated for a new cluster) and every key derived from it.
+//! - [`at_rest`]: Secret data sealed in the store under a key derived from the cluster secret.
 //! - [`node_auth`]: HMAC signatures on node-to-node HTTP requests and their answers, with a replay cache.
 //! - [`peer`]: the HTTP client nodes use to talk to each other (signing, TLS trust).
 //! - [`tls`]: loading the API certificate and serving the API over TLS.
 
+pub mod at_rest;
 pub mod node_auth;
 pub mod peer;
 pub mod secret;

@@ -35,6 +35,8 @@ pub struct ClusterKeys {
     pub gossip: [u8; 32],
     /// Signs node-to-node HTTP requests and answers.
     pub node_http: [u8; 32],
+    /// Seals Secret data in the store (see [`super::at_rest`]).
+    pub at_rest: [u8; 32],
     /// Bearer token with every right on the API.
     pub admin_token: String,
     /// Bearer token for reads only.
@@ -128,6 +130,7 @@ impl ClusterSecret {
         ClusterKeys {
             gossip: derive(&prk, b"gossip"),
             node_http: derive(&prk, b"node-http"),
+            at_rest: derive(&prk, b"secrets-at-rest"),
             admin_token: super::hex(&derive(&prk, b"admin-token")),
             readonly_token: super::hex(&derive(&prk, b"readonly-token")),
         }

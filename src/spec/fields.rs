@@ -463,3 +463,39 @@ static TOLERATION: Schema = Schema::new(
         f("tolerationSeconds", Int64),
     ],
 );
+
+pub(crate) static CONFIG_MAP: Schema = Schema::new(
+    "ConfigMap",
+    &[
+        f("apiVersion", Str),
+        f("kind", Str),
+        f("metadata", Object(&OBJECT_META)),
+        f("data", StrMap),
+        f("binaryData", StrMap),
+        f("immutable", Bool),
+    ],
+);
+
+pub(crate) static SECRET: Schema = Schema::new(
+    "Secret",
+    &[
+        f("apiVersion", Str),
+        f("kind", Str),
+        f("metadata", Object(&OBJECT_META)),
+        f("data", StrMap),
+        f("stringData", StrMap),
+        f("type", Str),
+        f("immutable", Bool),
+    ],
+);
+
+pub(crate) static NAMESPACE: Schema = Schema::new(
+    "Namespace",
+    &[
+        f("apiVersion", Str),
+        f("kind", Str),
+        f("metadata", Object(&OBJECT_META)),
+        note("spec", "namespaces exist implicitly here; ignored"),
+        note("status", SERVER_SET),
+    ],
+);

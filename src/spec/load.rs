@@ -1,5 +1,5 @@
-//! Reading manifests from a file, a directory or stdin, and finding the DaemonSets in them
-//! (plain objects and `kind: List` items); input size is bounded.
+//! Reading manifests from a file, a directory or stdin, and cutting them into objects
+//! (plain objects and `kind: List` items), each read by its kind; input size is bounded.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -8,7 +8,9 @@ use thiserror::Error;
 
 use super::documents::{documents, Failed};
 use super::issue::Issue;
-use super::manifest::{read_daemonset, Manifest, Origin};
+use super::manifest::{
+    read_config_map, read_daemonset, read_namespace, read_secret, Manifest, Object, Origin, Skipped,
+};
 use super::tree::{Node, Value};
 
 /// Largest input read from one file or stdin; Kubernetes refuses requests over 3 MiB.
@@ -32,7 +34,7 @@ pub enum LoadError {
     EmptyDirectory { path: String },
 }
 
-/// Reads every DaemonSet from `source`: a file, a directory (its `*.yaml`, `*.yml` and
+/// Reads every object from `source`: a file, a directory (its `*.yaml`, `*.yml` and
 /// `*.json` files in name order, not recursing) or `-` for stdin.
 pub fn load(source: &str) -> Result<Vec<Manifest>, LoadError> {
     if source == "-" {
@@ -99,7 +101,7 @@ fn read_limited(r: impl Read, name: &str) -> Result<Vec<u8>, LoadError> {
     Ok(bytes)
 }
 
-/// Reads every DaemonSet in `bytes` (YAML or JSON); `source` names the input in messages.
+/// Reads every object in `bytes` (YAML or JSON); `source` names the input in messages.
 /// Never panics: anything wrong becomes an error issue on the returned manifests.
 pub fn parse(bytes: &[u8], source: &str) -> Vec<Manifest> {
     let whole = || Origin::whole(source);
@@ -145,14 +147,15 @@ pub fn parse(bytes: &[u8], source: &str) -> Vec<Manifest> {
     if out.is_empty() {
         out.push(Manifest::failed(
             whole(),
-            Issue::error("", "no DaemonSet found: the input is empty")
+            Issue::error("", "no object found: the input is empty")
                 .with_hint("write an apps/v1 DaemonSet manifest"),
         ));
     }
     out
 }
 
-/// The DaemonSets in one document: the object itself, or the items of a `kind: List`.
+/// The objects in one document: the object itself, or the items of a `kind: List` (or of a
+/// typed list such as `DaemonSetList`).
 fn objects(root: &Node, origin: Origin) -> Vec<Manifest> {
     if !matches!(root.value, Value::Map(_)) {
         let issue = Issue::error(
@@ -166,7 +169,7 @@ fn objects(root: &Node, origin: Origin) -> Vec<Manifest> {
         return vec![Manifest::failed(origin, issue)];
     }
     let kind = root.get("kind").and_then(Node::as_str).unwrap_or_default();
-    if kind == "List" || kind == "DaemonSetList" {
+    if kind == "List" || (kind.ends_with("List") && root.get("items").is_some()) {
         let items = match root.get("items").map(|n| &n.value) {
             Some(Value::Seq(items)) => items,
             Some(Value::Null) | None => return Vec::new(),
@@ -199,22 +202,57 @@ fn objects(root: &Node, origin: Origin) -> Vec<Manifest> {
     single(root, origin)
 }
 
+/// The kinds that are read; every other kind is skipped.
+const READ_KINDS: [&str; 4] = ["DaemonSet", "ConfigMap", "Secret", "Namespace"];
+
 fn single(node: &Node, origin: Origin) -> Vec<Manifest> {
     let kind_node = node.get("kind");
     let kind = kind_node.and_then(Node::as_str).unwrap_or_default();
-    let looks_like_daemonset = kind.is_empty()
-        || !matches!(node.value, Value::Map(_))
-        || strsim::jaro_winkler(&kind.to_ascii_lowercase(), "daemonset") >= 0.85;
-    if looks_like_daemonset {
+    if kind.is_empty() || !matches!(node.value, Value::Map(_)) {
+        // Read as a DaemonSet, which reports the missing kind and anything else wrong.
         return vec![read_daemonset(node, origin)];
     }
-    // Another kind (ConfigMap, ServiceAccount...): say so once instead of listing its fields
-    // as unknown DaemonSet fields.
-    let issue = Issue::error(
-        "kind",
-        format!("Unsupported value: {kind:?}: supported values: \"DaemonSet\""),
-    )
-    .at(kind_node.and_then(|n| n.location))
-    .with_hint("everynode runs apps/v1 DaemonSets only; remove other objects from the input");
-    vec![Manifest::failed(origin, issue)]
+    if kind == "List" || kind.ends_with("List") {
+        let issue = Issue::error("kind", format!("a {kind} cannot be an item of a List"))
+            .at(kind_node.and_then(|n| n.location))
+            .with_hint("list the objects of the inner List directly in the outer one");
+        return vec![Manifest::failed(origin, issue)];
+    }
+    match kind {
+        "DaemonSet" => return vec![read_daemonset(node, origin)],
+        "ConfigMap" => return vec![read_config_map(node, origin)],
+        "Secret" => return vec![read_secret(node, origin)],
+        "Namespace" => return vec![read_namespace(node, origin)],
+        _ => {}
+    }
+    // A misspelt kind everynode reads would otherwise be skipped silently.
+    let lower = kind.to_ascii_lowercase();
+    if let Some(meant) = READ_KINDS
+        .iter()
+        .find(|k| strsim::jaro_winkler(&lower, &k.to_ascii_lowercase()) >= 0.9)
+    {
+        let issue = Issue::error(
+            "kind",
+            format!("Unsupported value: {kind:?}: did you mean {meant:?}? (kinds are case-sensitive)"),
+        )
+        .at(kind_node.and_then(|n| n.location))
+        .with_hint(format!("write `kind: {meant}`"));
+        return vec![Manifest::failed(origin, issue)];
+    }
+    let text = |key: &str| node.get(key).and_then(Node::as_str).unwrap_or_default().to_string();
+    let name = node
+        .get("metadata")
+        .and_then(|m| m.get("name"))
+        .and_then(Node::as_str)
+        .unwrap_or_default()
+        .to_string();
+    vec![Manifest {
+        origin,
+        object: Some(Object::Skipped(Skipped {
+            api_version: text("apiVersion"),
+            kind: kind.to_string(),
+            name,
+        })),
+        issues: Vec::new(),
+    }]
 }

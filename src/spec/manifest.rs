@@ -1,12 +1,14 @@
-//! One DaemonSet read from a manifest: where it came from, the object, and its problems.
+//! One object read from a manifest (a DaemonSet, ConfigMap, Secret, Namespace, or a kind that is skipped): where it came from, the object, and its problems.
 
 use std::fmt;
 
 use serde::Serialize;
 use thiserror::Error;
 
+use super::config::{ConfigMap, Namespace, Secret};
 use super::daemonset::DaemonSet;
 use super::issue::{FieldPath, Issue, Severity};
+use super::schema::Schema;
 use super::tree::Node;
 use super::walk::Walk;
 use super::{defaults, fields, revision, validate};
@@ -54,13 +56,100 @@ impl fmt::Display for Origin {
     }
 }
 
+/// One object of an input, by kind.
+/// Serialized as the object itself, which carries its own `kind`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum Object {
+    DaemonSet(DaemonSet),
+    ConfigMap(ConfigMap),
+    /// With `stringData` folded into `data`.
+    Secret(Secret),
+    /// Accepted and not stored: namespaces exist implicitly.
+    Namespace(Namespace),
+    /// A kind everynode does not run (ServiceAccount, ClusterRole, Service, CRDs...).
+    Skipped(Skipped),
+}
+
+/// An object of a kind that is skipped, named for the one line that says so.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Skipped {
+    pub api_version: String,
+    pub kind: String,
+    pub name: String,
+}
+
+impl Object {
+    /// `kind` as Kubernetes writes it.
+    pub fn kind(&self) -> &str {
+        match self {
+            Object::DaemonSet(_) => "DaemonSet",
+            Object::ConfigMap(_) => "ConfigMap",
+            Object::Secret(_) => "Secret",
+            Object::Namespace(_) => "Namespace",
+            Object::Skipped(s) => &s.kind,
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        match self {
+            Object::DaemonSet(d) => &d.metadata.name,
+            Object::ConfigMap(c) => &c.metadata.name,
+            Object::Secret(s) => &s.metadata.name,
+            Object::Namespace(n) => &n.metadata.name,
+            Object::Skipped(s) => &s.name,
+        }
+    }
+
+    /// The namespace of a namespaced object (`default` when omitted).
+    pub fn namespace(&self) -> Option<&str> {
+        match self {
+            Object::DaemonSet(d) => Some(&d.metadata.namespace),
+            Object::ConfigMap(c) => Some(&c.metadata.namespace),
+            Object::Secret(s) => Some(&s.metadata.namespace),
+            Object::Namespace(_) | Object::Skipped(_) => None,
+        }
+    }
+
+    /// `kind/name` as kubectl prints it (`daemonset.apps/fluentd`, `configmap/conf`).
+    pub fn reference(&self) -> String {
+        let kind = match self {
+            Object::DaemonSet(_) => "daemonset.apps".to_string(),
+            other => other.kind().to_ascii_lowercase(),
+        };
+        format!("{kind}/{}", self.name())
+    }
+
+    /// Whether the control plane stores this object.
+    pub fn is_stored(&self) -> bool {
+        matches!(self, Object::DaemonSet(_) | Object::ConfigMap(_) | Object::Secret(_))
+    }
+
+    /// The line that says why an object is not stored, for skipped kinds and namespaces.
+    pub fn skipped_note(&self) -> Option<String> {
+        match self {
+            Object::Skipped(s) => Some(format!(
+                "{} skipped: everynode does not run {} objects",
+                self.reference(),
+                s.kind
+            )),
+            Object::Namespace(_) => Some(format!(
+                "{} accepted: namespaces exist implicitly, nothing to store",
+                self.reference()
+            )),
+            _ => None,
+        }
+    }
+}
+
 /// The outcome of reading one object of a manifest.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Manifest {
     pub origin: Origin,
     /// The object, defaulted as Kubernetes would store it, when it could be built at all
     /// (also when it has errors, so that its name can be shown).
-    pub daemonset: Option<DaemonSet>,
+    pub object: Option<Object>,
     /// Errors and warnings, in document order.
     pub issues: Vec<Issue>,
 }
@@ -70,21 +159,26 @@ impl Manifest {
     pub(crate) fn failed(origin: Origin, issue: Issue) -> Self {
         Manifest {
             origin,
-            daemonset: None,
+            object: None,
             issues: vec![issue],
+        }
+    }
+
+    /// The DaemonSet, when this object is one.
+    pub fn daemonset(&self) -> Option<&DaemonSet> {
+        match &self.object {
+            Some(Object::DaemonSet(d)) => Some(d),
+            _ => None,
         }
     }
 
     /// `metadata.name`, when there is one.
     pub fn name(&self) -> Option<&str> {
-        self.daemonset
-            .as_ref()
-            .map(|d| d.metadata.name.as_str())
-            .filter(|n| !n.is_empty())
+        self.object.as_ref().map(Object::name).filter(|n| !n.is_empty())
     }
 
     pub fn is_valid(&self) -> bool {
-        self.daemonset.is_some() && !self.issues.iter().any(Issue::is_error)
+        self.object.is_some() && !self.issues.iter().any(Issue::is_error)
     }
 
     pub fn errors(&self) -> impl Iterator<Item = &Issue> {
@@ -95,21 +189,20 @@ impl Manifest {
         self.issues.iter().filter(|i| i.severity == Severity::Warning)
     }
 
-    /// The revision hash of the pod template, when the object could be built.
+    /// The revision hash of the pod template, for a DaemonSet that could be built.
     pub fn revision(&self) -> Option<String> {
-        self.daemonset
-            .as_ref()
-            .map(|d| revision::revision_hash(&d.spec.template))
+        self.daemonset().map(|d| revision::revision_hash(&d.spec.template))
     }
 
-    /// The DaemonSet and its warnings if it is valid, else every error at once.
+    /// The object and its warnings if it is valid, else every error at once.
     pub fn into_valid(self) -> Result<Valid, InvalidManifest> {
-        match self.daemonset {
-            Some(daemonset) if !self.issues.iter().any(Issue::is_error) => Ok(Valid {
-                daemonset,
+        match self.object {
+            Some(object) if !self.issues.iter().any(Issue::is_error) => Ok(Valid {
+                object,
                 warnings: self.issues,
             }),
-            _ => Err(InvalidManifest {
+            object => Err(InvalidManifest {
+                kind: object.as_ref().map_or("object", Object::kind).to_string(),
                 origin: self.origin,
                 errors: self.issues.into_iter().filter(Issue::is_error).collect(),
             }),
@@ -117,16 +210,28 @@ impl Manifest {
     }
 }
 
-/// A DaemonSet that passed validation, with what it does not honour.
+/// An object that passed validation, with what it does not honour.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Valid {
-    pub daemonset: DaemonSet,
+    pub object: Object,
     pub warnings: Vec<Issue>,
+}
+
+impl Valid {
+    /// The DaemonSet, when the object is one.
+    pub fn into_daemonset(self) -> Option<DaemonSet> {
+        match self.object {
+            Object::DaemonSet(d) => Some(d),
+            _ => None,
+        }
+    }
 }
 
 /// A manifest with errors; the message lists all of them.
 #[derive(Debug, Clone, PartialEq, Error)]
 pub struct InvalidManifest {
+    /// The kind the object was read as (`object` when not even that is known).
+    pub kind: String,
     pub origin: Origin,
     pub errors: Vec<Issue>,
 }
@@ -136,8 +241,9 @@ impl fmt::Display for InvalidManifest {
         let n = self.errors.len();
         write!(
             f,
-            "{}: invalid DaemonSet ({n} error{})",
+            "{}: invalid {} ({n} error{})",
             self.origin,
+            self.kind,
             if n == 1 { "" } else { "s" }
         )?;
         for e in &self.errors {
@@ -152,25 +258,63 @@ impl fmt::Display for InvalidManifest {
 
 /// Reads one DaemonSet object: schema walk, typed model, Kubernetes defaults, validation.
 pub(crate) fn read_daemonset(node: &Node, origin: Origin) -> Manifest {
+    read(node, origin, &fields::DAEMONSET, "DaemonSet", |mut ds: DaemonSet| {
+        defaults::apply(&mut ds);
+        let issues = validate::validate(&ds);
+        (Object::DaemonSet(ds), issues)
+    })
+}
+
+pub(crate) fn read_config_map(node: &Node, origin: Origin) -> Manifest {
+    read(node, origin, &fields::CONFIG_MAP, "ConfigMap", |cm: ConfigMap| {
+        let issues = validate::validate_config_map(&cm);
+        (Object::ConfigMap(cm), issues)
+    })
+}
+
+pub(crate) fn read_secret(node: &Node, origin: Origin) -> Manifest {
+    read(node, origin, &fields::SECRET, "Secret", |mut s: Secret| {
+        let issues = validate::validate_secret(&s);
+        s.normalize();
+        (Object::Secret(s), issues)
+    })
+}
+
+pub(crate) fn read_namespace(node: &Node, origin: Origin) -> Manifest {
+    read(node, origin, &fields::NAMESPACE, "Namespace", |ns: Namespace| {
+        let issues = validate::validate_namespace(&ns);
+        (Object::Namespace(ns), issues)
+    })
+}
+
+/// Schema walk, typed model, then the kind's own checks; issues below a field the walk already
+/// refused are not repeated.
+fn read<T: serde::de::DeserializeOwned>(
+    node: &Node,
+    origin: Origin,
+    schema: &'static Schema,
+    kind: &str,
+    check: impl FnOnce(T) -> (Object, Vec<Issue>),
+) -> Manifest {
     let mut walk = Walk::default();
-    let json = walk.object(node, &fields::DAEMONSET, &FieldPath::root());
+    let json = walk.object(node, schema, &FieldPath::root());
     let mut issues = std::mem::take(&mut walk.issues);
-    let daemonset = match serde_json::from_value::<DaemonSet>(json) {
-        Ok(mut ds) => {
-            defaults::apply(&mut ds);
-            for issue in validate::validate(&ds) {
+    let object = match serde_json::from_value::<T>(json) {
+        Ok(typed) => {
+            let (object, found) = check(typed);
+            for issue in found {
                 let repeated = walk.refused.iter().any(|r| is_at_or_below(&issue.path, r));
                 if !repeated {
                     let loc = walk.location_of(&issue.path);
                     issues.push(issue.at(loc));
                 }
             }
-            Some(ds)
+            Some(object)
         }
         Err(e) => {
             // Only reachable after a refused required field; those errors say it already.
             if !issues.iter().any(Issue::is_error) {
-                issues.push(Issue::error("", format!("cannot read the DaemonSet: {e}")).at(node.location));
+                issues.push(Issue::error("", format!("cannot read the {kind}: {e}")).at(node.location));
             }
             None
         }
@@ -179,7 +323,7 @@ pub(crate) fn read_daemonset(node: &Node, origin: Origin) -> Manifest {
     issues.sort_by_key(|i| i.location.map_or((u32::MAX, u32::MAX), |l| (l.line, l.column)));
     Manifest {
         origin,
-        daemonset,
+        object,
         issues,
     }
 }

@@ -28,11 +28,13 @@
 //! "#;
 //! let manifests = everynode::spec::parse(yaml, "agent.yaml");
 //! let valid = manifests.into_iter().next().unwrap().into_valid().unwrap();
-//! assert_eq!(valid.daemonset.metadata.name, "agent");
-//! let revision = everynode::spec::revision_hash(&valid.daemonset.spec.template);
+//! let daemonset = valid.into_daemonset().unwrap();
+//! assert_eq!(daemonset.metadata.name, "agent");
+//! let revision = everynode::spec::revision_hash(&daemonset.spec.template);
 //! assert_eq!(revision.len(), 10);
 //! ```
 
+pub mod config;
 pub mod container;
 pub mod daemonset;
 pub mod defaults;
@@ -56,7 +58,8 @@ pub use container::{Container, PullPolicy};
 pub use daemonset::{DaemonSet, DaemonSetSpec, UpdateStrategyType};
 pub use issue::{Issue, Location, Severity};
 pub use load::{load, parse, LoadError, MAX_INPUT_BYTES};
-pub use manifest::{InvalidManifest, Manifest, Origin, Valid};
+pub use config::{ConfigMap, Namespace, Secret};
+pub use manifest::{InvalidManifest, Manifest, Object, Origin, Skipped, Valid};
 pub use pod::{PodSpec, PodTemplateSpec, Toleration, TolerationOperator};
 pub use quantity::{IntOrString, Quantity};
 pub use revision::revision_hash;
@@ -76,18 +79,32 @@ impl DaemonSet {
 
     /// Builds a DaemonSet from JSON as the control plane stores it (or as an API client
     /// sends it), with the same checks as a manifest file: unknown fields, defaults,
-    /// validation.
-    pub fn from_json(bytes: &[u8]) -> Result<Valid, InvalidManifest> {
-        let mut manifests = parse(bytes, "<json>");
-        if manifests.len() != 1 {
-            return Err(InvalidManifest {
+    /// validation. Returns it with its warnings.
+    pub fn from_json(bytes: &[u8]) -> Result<(DaemonSet, Vec<Issue>), InvalidManifest> {
+        let valid = object_from_json(bytes)?;
+        match valid.object {
+            Object::DaemonSet(ds) => Ok((ds, valid.warnings)),
+            other => Err(InvalidManifest {
+                kind: other.kind().to_string(),
                 origin: Origin::whole("<json>"),
-                errors: vec![Issue::error(
-                    "",
-                    format!("expected exactly one DaemonSet, found {}", manifests.len()),
-                )],
-            });
+                errors: vec![Issue::error("kind", format!("expected a DaemonSet, got {}", other.kind()))],
+            }),
         }
-        manifests.remove(0).into_valid()
     }
+}
+
+/// Reads one object from JSON as an API client sends it, with the checks of a manifest file.
+pub fn object_from_json(bytes: &[u8]) -> Result<Valid, InvalidManifest> {
+    let mut manifests = parse(bytes, "<json>");
+    if manifests.len() != 1 {
+        return Err(InvalidManifest {
+            kind: "object".into(),
+            origin: Origin::whole("<json>"),
+            errors: vec![Issue::error(
+                "",
+                format!("expected exactly one object, found {}", manifests.len()),
+            )],
+        });
+    }
+    manifests.remove(0).into_valid()
 }

@@ -11,7 +11,7 @@ fn corpus() -> Vec<DaemonSet> {
     spec::load(dir)
         .unwrap()
         .into_iter()
-        .map(|m| m.into_valid().unwrap().daemonset)
+        .map(|m| m.into_valid().unwrap().into_daemonset().unwrap())
         .collect()
 }
 

@@ -4,6 +4,7 @@
 //! `Unsupported value: ...`) so that they read as Kubernetes users expect; hints say what to
 //! change. Warnings report honoured fields that everynode cannot fully apply.
 
+mod config;
 mod container;
 mod names;
 mod pod;
@@ -17,6 +18,7 @@ use super::quantity::IntOrString;
 use super::strategy::IntOrPercent;
 use crate::scheduling::labels::{validate_label_key, validate_label_value};
 
+pub(crate) use config::{validate_config_map, validate_namespace, validate_secret};
 pub(crate) use names::{is_dns1123_label, is_dns1123_subdomain};
 
 /// Kubernetes' limit on the total size of an object's annotations.
@@ -213,17 +215,22 @@ pub(crate) fn labels(out: &mut Issues, path: &FieldPath, labels: &BTreeMap<Strin
 }
 
 fn annotations(out: &mut Issues, path: &FieldPath, annotations: &BTreeMap<String, String>) {
+    annotation_syntax(out, path, annotations);
+    if let Err(errors) = super::strategy::RolloutPolicy::from_annotations(annotations) {
+        for (key, value, why) in errors {
+            out.invalid(&path.key(key), value, why);
+        }
+    }
+}
+
+/// Keys and total size, as for every Kubernetes object.
+pub(crate) fn annotation_syntax(out: &mut Issues, path: &FieldPath, annotations: &BTreeMap<String, String>) {
     let mut total = 0;
     for (k, v) in annotations {
         if let Err(e) = validate_label_key(k) {
             out.invalid(path, k, &e);
         }
         total += k.len() + v.len();
-    }
-    if let Err(errors) = super::strategy::RolloutPolicy::from_annotations(annotations) {
-        for (key, value, why) in errors {
-            out.invalid(&path.key(key), value, why);
-        }
     }
     if total > MAX_ANNOTATIONS_BYTES {
         out.err(

@@ -7,6 +7,17 @@ pub(crate) const IANA_SVC_NAME: &str = "must be at most 15 characters of lower c
 pub(crate) const ENV_VAR_NAME: &str =
     "a valid environment variable name must consist only of printable ASCII characters other than '='";
 
+pub(crate) const CONFIG_KEY: &str = "a valid config key must consist of alphanumeric characters, '-', '_' or '.' (e.g. 'key.name', or 'KEY_NAME', or 'key-name'), be at most 253 characters, and not be '.' or '..' or start with '..'";
+
+/// A ConfigMap or Secret key: it becomes a file name in a volume, so no `/` and no `..`.
+pub(crate) fn is_config_key(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 253
+        && s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        && s != "."
+        && !s.starts_with("..")
+}
+
 fn label_char(b: u8) -> bool {
     b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-'
 }
