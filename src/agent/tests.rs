@@ -54,7 +54,10 @@ spec:
 {extra_container}"
     );
     let m = crate::spec::parse(yaml.as_bytes(), "test.yaml").remove(0);
-    m.into_valid().expect("valid test manifest").into_daemonset().unwrap()
+    m.into_valid()
+        .expect("valid test manifest")
+        .into_daemonset()
+        .unwrap()
 }
 
 struct Harness {

@@ -149,7 +149,12 @@ pub async fn delete_secret(
     delete(&s, ConfigKind::Secret, namespace, name).await
 }
 
-async fn delete(s: &ApiState, kind: ConfigKind, namespace: String, name: String) -> Result<StatusCode, ApiError> {
+async fn delete(
+    s: &ApiState,
+    kind: ConfigKind,
+    namespace: String,
+    name: String,
+) -> Result<StatusCode, ApiError> {
     let cmd = Command::DeleteConfig {
         kind,
         namespace: namespace.clone(),

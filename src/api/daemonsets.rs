@@ -11,10 +11,10 @@ use serde::{Deserialize, Serialize};
 use super::error::ApiError;
 use super::ApiState;
 use crate::agent::status::{aggregate, node_count, Counts, NodeCount, NodeReport};
+use crate::control::configs::SealedSecret;
 use crate::control::nodes;
 use crate::control::store::{Command, DaemonSetRecord, Response as StoreResponse, Store};
 use crate::membership::{Member, MemberState};
-use crate::control::configs::SealedSecret;
 use crate::spec::{object_from_json, ConfigMap, DaemonSet, Object, Secret};
 
 fn now() -> u64 {
@@ -67,7 +67,12 @@ fn check(objects: &[serde_json::Value]) -> Result<Checked, ApiError> {
         let valid = match object_from_json(&bytes) {
             Ok(v) => v,
             Err(invalid) => {
-                errors.extend(invalid.errors.iter().map(|e| format!("object {i} ({}): {e}", invalid.kind)));
+                errors.extend(
+                    invalid
+                        .errors
+                        .iter()
+                        .map(|e| format!("object {i} ({}): {e}", invalid.kind)),
+                );
                 continue;
             }
         };
@@ -78,7 +83,10 @@ fn check(objects: &[serde_json::Value]) -> Result<Checked, ApiError> {
             object.name().to_string(),
         );
         if !seen.insert(id.clone()) {
-            errors.push(format!("object {i}: {} appears twice in one apply", object.reference()));
+            errors.push(format!(
+                "object {i}: {} appears twice in one apply",
+                object.reference()
+            ));
         }
         out.warnings
             .insert(id, valid.warnings.iter().map(|w| w.to_string()).collect());

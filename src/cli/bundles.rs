@@ -47,10 +47,11 @@ fn stored(source: &str, valid: Vec<Valid>, what: &str) -> anyhow::Result<Vec<Val
         }
     }
     if kept.is_empty() {
-        bail!(InputError::new(format!(
+        // Exit 1, not 2: the input is well formed, there is just nothing here for everynode.
+        bail!(
             "{source}: nothing everynode can {what}: {skipped} object{} skipped; everynode stores DaemonSets, ConfigMaps and Secrets",
             if skipped == 1 { "" } else { "s" }
-        )));
+        );
     }
     Ok(kept)
 }

@@ -65,7 +65,11 @@ pub async fn get_config_maps(
                 .iter()
                 .map(|r| serde_json::to_value(&r.config_map))
                 .collect::<Result<_, _>>()?;
-            let value = if name.is_some() { items.remove(0) } else { list_json(items) };
+            let value = if name.is_some() {
+                items.remove(0)
+            } else {
+                list_json(items)
+            };
             output::print_structured(&value, format)?;
         }
         OutputFormat::Table | OutputFormat::Wide => {
@@ -88,7 +92,10 @@ pub async fn get_config_maps(
                     )
                 })
                 .collect::<Vec<_>>();
-            print!("{}", output::table(&header(scope, &["NAME", "DATA", "AGE"]), &rows));
+            print!(
+                "{}",
+                output::table(&header(scope, &["NAME", "DATA", "AGE"]), &rows)
+            );
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -109,7 +116,11 @@ pub async fn get_secrets(
     let views = secrets(&client, &path, name.is_some(), structured).await?;
     if structured {
         let mut items: Vec<Value> = views.iter().map(secret_json).collect();
-        let value = if name.is_some() { items.remove(0) } else { list_json(items) };
+        let value = if name.is_some() {
+            items.remove(0)
+        } else {
+            list_json(items)
+        };
         output::print_structured(&value, format)?;
         return Ok(ExitCode::SUCCESS);
     }
@@ -132,7 +143,10 @@ pub async fn get_secrets(
             )
         })
         .collect::<Vec<_>>();
-    print!("{}", output::table(&header(scope, &["NAME", "TYPE", "DATA", "AGE"]), &rows));
+    print!(
+        "{}",
+        output::table(&header(scope, &["NAME", "TYPE", "DATA", "AGE"]), &rows)
+    );
     Ok(ExitCode::SUCCESS)
 }
 
@@ -258,7 +272,12 @@ pub async fn describe_secret(server: &Target, name: &str, scope: &Scope) -> anyh
     Ok(ExitCode::SUCCESS)
 }
 
-pub async fn delete(server: &Target, kind: ConfigKind, name: &str, scope: &Scope) -> anyhow::Result<ExitCode> {
+pub async fn delete(
+    server: &Target,
+    kind: ConfigKind,
+    name: &str,
+    scope: &Scope,
+) -> anyhow::Result<ExitCode> {
     let path = match kind {
         ConfigKind::ConfigMap => "configmaps",
         ConfigKind::Secret => "secrets",

@@ -331,7 +331,12 @@ pub enum NodeChange {
 #[derive(Debug, Clone, Args)]
 pub struct NamespaceArgs {
     /// The namespace [default: default].
-    #[arg(short = 'n', long = "namespace", value_name = "NAMESPACE", conflicts_with = "all_namespaces")]
+    #[arg(
+        short = 'n',
+        long = "namespace",
+        value_name = "NAMESPACE",
+        conflicts_with = "all_namespaces"
+    )]
     pub namespace: Option<String>,
     /// Every namespace (lists only).
     #[arg(short = 'A', long = "all-namespaces")]
@@ -410,7 +415,12 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             what: GetCommand::ConfigMaps { name, ns, out },
         } => {
             let scope = ns.scope(name.as_deref())?;
-            block_on(configs::get_config_maps(server, name.as_deref(), &scope, out.output))
+            block_on(configs::get_config_maps(
+                server,
+                name.as_deref(),
+                &scope,
+                out.output,
+            ))
         }
         Command::Get {
             what: GetCommand::Secrets { name, ns, out },
@@ -424,7 +434,11 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         } => block_on(daemonsets::describe(server, &name)),
         Command::Describe {
             what: DescribeCommand::ConfigMap { name, ns },
-        } => block_on(configs::describe_config_map(server, &name, &ns.scope(Some(&name))?)),
+        } => block_on(configs::describe_config_map(
+            server,
+            &name,
+            &ns.scope(Some(&name))?,
+        )),
         Command::Describe {
             what: DescribeCommand::Secret { name, ns },
         } => block_on(configs::describe_secret(server, &name, &ns.scope(Some(&name))?)),

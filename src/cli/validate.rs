@@ -14,7 +14,9 @@ use crate::spec::{self, Issue, Manifest, Object};
 /// Returns whether everything is valid; an Err means the source could not be read at all.
 pub fn run(source: &str, output: OutputFormat, out: &mut dyn Write) -> anyhow::Result<bool> {
     let manifests = spec::load(source).with_context(|| format!("cannot validate {source}"))?;
-    let storable = manifests.iter().any(|m| m.object.as_ref().is_some_and(Object::is_stored));
+    let storable = manifests
+        .iter()
+        .any(|m| m.object.as_ref().is_some_and(Object::is_stored));
     let valid = manifests.iter().all(Manifest::is_valid) && storable;
     match output {
         OutputFormat::Table | OutputFormat::Wide => {

@@ -54,7 +54,10 @@ impl SealedSecret {
             type_: secret.type_.clone(),
             immutable: secret.immutable,
             sizes,
-            sealed: seal.seal(&self::key(&secret.metadata.namespace, &secret.metadata.name), &data),
+            sealed: seal.seal(
+                &self::key(&secret.metadata.namespace, &secret.metadata.name),
+                &data,
+            ),
         }
     }
 
@@ -103,7 +106,11 @@ impl ConfigKind {
 
 impl Store {
     /// Why applying these objects would be refused (an immutable object changed), if it would.
-    pub(crate) fn config_conflict(&self, config_maps: &[ConfigMap], secrets: &[SealedSecret]) -> Option<String> {
+    pub(crate) fn config_conflict(
+        &self,
+        config_maps: &[ConfigMap],
+        secrets: &[SealedSecret],
+    ) -> Option<String> {
         let immutable = |what: &str, name: &str| {
             format!(
                 "{what} {name} is immutable: its data cannot change; delete it and apply it again, or give the new data another name"
@@ -121,7 +128,9 @@ impl Store {
         for s in secrets {
             let k = key(&s.metadata.namespace, &s.metadata.name);
             if let Some(old) = self.secrets.get(&k) {
-                if old.secret.immutable == Some(true) && (old.secret.sealed != s.sealed || s.immutable != Some(true)) {
+                if old.secret.immutable == Some(true)
+                    && (old.secret.sealed != s.sealed || s.immutable != Some(true))
+                {
                     return Some(immutable("secret", &k));
                 }
             }
@@ -262,16 +271,34 @@ mod tests {
     #[test]
     fn config_maps_are_created_configured_and_unchanged_by_namespace_and_name() {
         let mut store = Store::default();
-        assert_eq!(outcomes(apply(&mut store, vec![cm("conf", "a")], vec![])), [("ConfigMap".into(), ApplyOutcome::Created)]);
-        assert_eq!(outcomes(apply(&mut store, vec![cm("conf", "a")], vec![])), [("ConfigMap".into(), ApplyOutcome::Unchanged)]);
-        assert_eq!(outcomes(apply(&mut store, vec![cm("conf", "b")], vec![])), [("ConfigMap".into(), ApplyOutcome::Configured)]);
+        assert_eq!(
+            outcomes(apply(&mut store, vec![cm("conf", "a")], vec![])),
+            [("ConfigMap".into(), ApplyOutcome::Created)]
+        );
+        assert_eq!(
+            outcomes(apply(&mut store, vec![cm("conf", "a")], vec![])),
+            [("ConfigMap".into(), ApplyOutcome::Unchanged)]
+        );
+        assert_eq!(
+            outcomes(apply(&mut store, vec![cm("conf", "b")], vec![])),
+            [("ConfigMap".into(), ApplyOutcome::Configured)]
+        );
         let mut other = cm("conf", "z");
         other.metadata.namespace = "default".into();
-        assert_eq!(outcomes(apply(&mut store, vec![other], vec![])), [("ConfigMap".into(), ApplyOutcome::Created)]);
+        assert_eq!(
+            outcomes(apply(&mut store, vec![other], vec![])),
+            [("ConfigMap".into(), ApplyOutcome::Created)]
+        );
         assert_eq!(store.config_maps.len(), 2);
         assert_eq!(store.config_maps["logging/conf"].generation, 2);
-        assert_eq!(store.delete_config(ConfigKind::ConfigMap, "logging", "conf"), Response::Ok);
-        assert!(matches!(store.delete_config(ConfigKind::ConfigMap, "logging", "conf"), Response::NotFound { .. }));
+        assert_eq!(
+            store.delete_config(ConfigKind::ConfigMap, "logging", "conf"),
+            Response::Ok
+        );
+        assert!(matches!(
+            store.delete_config(ConfigKind::ConfigMap, "logging", "conf"),
+            Response::NotFound { .. }
+        ));
     }
 
     #[test]
@@ -280,14 +307,26 @@ mod tests {
         let mut store = Store::default();
         let sealed = SealedSecret::seal(&secret("hunter2"), &seal);
         assert_eq!(sealed.sizes["token"], 7);
-        assert_eq!(outcomes(apply(&mut store, vec![], vec![sealed.clone()])), [("Secret".into(), ApplyOutcome::Created)]);
+        assert_eq!(
+            outcomes(apply(&mut store, vec![], vec![sealed.clone()])),
+            [("Secret".into(), ApplyOutcome::Created)]
+        );
         let again = SealedSecret::seal(&secret("hunter2"), &seal);
-        assert_eq!(outcomes(apply(&mut store, vec![], vec![again])), [("Secret".into(), ApplyOutcome::Unchanged)]);
+        assert_eq!(
+            outcomes(apply(&mut store, vec![], vec![again])),
+            [("Secret".into(), ApplyOutcome::Unchanged)]
+        );
         let json = serde_json::to_string(&store).unwrap();
-        assert!(!json.contains("hunter2") && !json.contains("aHVudGVyMg"), "{json}");
+        assert!(
+            !json.contains("hunter2") && !json.contains("aHVudGVyMg"),
+            "{json}"
+        );
         let opened = store.secrets["logging/creds"].secret.open(&seal).unwrap();
         assert_eq!(opened.decoded().unwrap()["token"], b"hunter2");
-        assert!(store.secrets["logging/creds"].secret.open(&SecretBox::new(&[4; 32])).is_err());
+        assert!(store.secrets["logging/creds"]
+            .secret
+            .open(&SecretBox::new(&[4; 32]))
+            .is_err());
     }
 
     #[test]
@@ -299,8 +338,17 @@ mod tests {
         let mut changed = frozen.clone();
         changed.data.insert("conf".into(), "b".into());
         let r = apply(&mut store, vec![cm("fresh", "x"), changed], vec![]);
-        assert!(matches!(&r, Response::Conflict { message } if message.contains("logging/frozen is immutable")), "{r:?}");
-        assert!(!store.config_maps.contains_key("logging/fresh"), "nothing of a refused apply is stored");
-        assert_eq!(outcomes(apply(&mut store, vec![frozen], vec![])), [("ConfigMap".into(), ApplyOutcome::Unchanged)]);
+        assert!(
+            matches!(&r, Response::Conflict { message } if message.contains("logging/frozen is immutable")),
+            "{r:?}"
+        );
+        assert!(
+            !store.config_maps.contains_key("logging/fresh"),
+            "nothing of a refused apply is stored"
+        );
+        assert_eq!(
+            outcomes(apply(&mut store, vec![frozen], vec![])),
+            [("ConfigMap".into(), ApplyOutcome::Unchanged)]
+        );
     }
 }

@@ -30,7 +30,10 @@ spec:
 "
     );
     let m = crate::spec::parse(yaml.as_bytes(), "test.yaml").remove(0);
-    m.into_valid().expect("valid test manifest").into_daemonset().unwrap()
+    m.into_valid()
+        .expect("valid test manifest")
+        .into_daemonset()
+        .unwrap()
 }
 
 fn apply(s: &mut Store, image: &str, at: u64) {

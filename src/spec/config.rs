@@ -156,7 +156,10 @@ mod tests {
     #[test]
     fn string_data_wins_over_data_and_type_defaults() {
         let mut s = Secret {
-            data: BTreeMap::from([("a".into(), STANDARD.encode("old")), ("b".into(), STANDARD.encode("keep"))]),
+            data: BTreeMap::from([
+                ("a".into(), STANDARD.encode("old")),
+                ("b".into(), STANDARD.encode("keep")),
+            ]),
             string_data: BTreeMap::from([("a".into(), "new".into())]),
             type_: String::new(),
             ..Secret::default()

@@ -239,7 +239,12 @@ fn single(node: &Node, origin: Origin) -> Vec<Manifest> {
         .with_hint(format!("write `kind: {meant}`"));
         return vec![Manifest::failed(origin, issue)];
     }
-    let text = |key: &str| node.get(key).and_then(Node::as_str).unwrap_or_default().to_string();
+    let text = |key: &str| {
+        node.get(key)
+            .and_then(Node::as_str)
+            .unwrap_or_default()
+            .to_string()
+    };
     let name = node
         .get("metadata")
         .and_then(|m| m.get("name"))

@@ -123,7 +123,10 @@ impl Object {
 
     /// Whether the control plane stores this object.
     pub fn is_stored(&self) -> bool {
-        matches!(self, Object::DaemonSet(_) | Object::ConfigMap(_) | Object::Secret(_))
+        matches!(
+            self,
+            Object::DaemonSet(_) | Object::ConfigMap(_) | Object::Secret(_)
+        )
     }
 
     /// The line that says why an object is not stored, for skipped kinds and namespaces.
@@ -191,7 +194,8 @@ impl Manifest {
 
     /// The revision hash of the pod template, for a DaemonSet that could be built.
     pub fn revision(&self) -> Option<String> {
-        self.daemonset().map(|d| revision::revision_hash(&d.spec.template))
+        self.daemonset()
+            .map(|d| revision::revision_hash(&d.spec.template))
     }
 
     /// The object and its warnings if it is valid, else every error at once.
@@ -258,11 +262,17 @@ impl fmt::Display for InvalidManifest {
 
 /// Reads one DaemonSet object: schema walk, typed model, Kubernetes defaults, validation.
 pub(crate) fn read_daemonset(node: &Node, origin: Origin) -> Manifest {
-    read(node, origin, &fields::DAEMONSET, "DaemonSet", |mut ds: DaemonSet| {
-        defaults::apply(&mut ds);
-        let issues = validate::validate(&ds);
-        (Object::DaemonSet(ds), issues)
-    })
+    read(
+        node,
+        origin,
+        &fields::DAEMONSET,
+        "DaemonSet",
+        |mut ds: DaemonSet| {
+            defaults::apply(&mut ds);
+            let issues = validate::validate(&ds);
+            (Object::DaemonSet(ds), issues)
+        },
+    )
 }
 
 pub(crate) fn read_config_map(node: &Node, origin: Origin) -> Manifest {

@@ -54,11 +54,11 @@ pub mod tree;
 mod validate;
 mod walk;
 
+pub use config::{ConfigMap, Namespace, Secret};
 pub use container::{Container, PullPolicy};
 pub use daemonset::{DaemonSet, DaemonSetSpec, UpdateStrategyType};
 pub use issue::{Issue, Location, Severity};
 pub use load::{load, parse, LoadError, MAX_INPUT_BYTES};
-pub use config::{ConfigMap, Namespace, Secret};
 pub use manifest::{InvalidManifest, Manifest, Object, Origin, Skipped, Valid};
 pub use pod::{PodSpec, PodTemplateSpec, Toleration, TolerationOperator};
 pub use quantity::{IntOrString, Quantity};
@@ -87,7 +87,10 @@ impl DaemonSet {
             other => Err(InvalidManifest {
                 kind: other.kind().to_string(),
                 origin: Origin::whole("<json>"),
-                errors: vec![Issue::error("kind", format!("expected a DaemonSet, got {}", other.kind()))],
+                errors: vec![Issue::error(
+                    "kind",
+                    format!("expected a DaemonSet, got {}", other.kind()),
+                )],
             }),
         }
     }

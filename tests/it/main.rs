@@ -6,7 +6,8 @@
 //! # Layout
 //! - `support`: the harness (agents on loopback, condition waits, Docker images, network
 //!   namespaces, rollout sampling, a manifest builder) and the machine guard below.
-//! - Offline: `manifests`, `examples`, `placement`, `properties`, `cli_errors`.
+//! - Offline: `manifests`, `examples`, `placement`, `properties`, `cli_errors`; `bundles`
+//!   (the corpus of real install bundles, offline and applied).
 //! - In process: `membership_sim`, `security_gossip`, `raft_cluster`, `http_network`,
 //!   `bootstrap_races`.
 //! - Runtimes: `runtime_contract` (one behaviour suite run against every runtime),
@@ -18,6 +19,7 @@
 mod support;
 
 mod bootstrap_races;
+mod bundles;
 mod cli_errors;
 mod e2e_agent;
 mod e2e_control;

@@ -16,12 +16,20 @@ pub fn validate_config_map(cm: &ConfigMap) -> Vec<Issue> {
     keys(&mut out, &root.child("binaryData"), cm.binary_data.keys());
     for (k, v) in &cm.binary_data {
         if !is_base64(v) {
-            out.invalid(&root.child("binaryData").key(k), "<binary>", "must be base64-encoded")
-                .hint("encode the value with `base64 -w0`, or put text under data instead");
+            out.invalid(
+                &root.child("binaryData").key(k),
+                "<binary>",
+                "must be base64-encoded",
+            )
+            .hint("encode the value with `base64 -w0`, or put text under data instead");
         }
         if cm.data.contains_key(k) {
-            out.invalid(&root.child("data").key(k), k, "duplicate of key present in binaryData")
-                .hint("a key may appear in data or in binaryData, not in both");
+            out.invalid(
+                &root.child("data").key(k),
+                k,
+                "duplicate of key present in binaryData",
+            )
+            .hint("a key may appear in data or in binaryData, not in both");
         }
     }
     too_long(&mut out, cm.size());
@@ -40,8 +48,12 @@ pub fn validate_secret(s: &Secret) -> Vec<Issue> {
     for (k, v) in &s.data {
         if !is_base64(v) {
             // The value is secret: never echo it.
-            out.invalid(&root.child("data").key(k), "<secret value>", "must be base64-encoded")
-                .hint("encode the value with `base64 -w0`, or give it as plain text under stringData");
+            out.invalid(
+                &root.child("data").key(k),
+                "<secret value>",
+                "must be base64-encoded",
+            )
+            .hint("encode the value with `base64 -w0`, or give it as plain text under stringData");
         }
         if !s.string_data.contains_key(k) {
             size += decoded_len(v);
@@ -76,14 +88,19 @@ pub fn validate_namespace(ns: &Namespace) -> Vec<Issue> {
     } else if !is_dns1123_label(&ns.metadata.name) {
         out.invalid(&name, &ns.metadata.name, names::DNS1123_LABEL);
     }
-    labels(&mut out, &root.child("metadata").child("labels"), &ns.metadata.labels);
+    labels(
+        &mut out,
+        &root.child("metadata").child("labels"),
+        &ns.metadata.labels,
+    );
     out.into_vec()
 }
 
 fn header(out: &mut Issues, api_version: &str, kind: &str, expected_kind: &str) {
     let root = FieldPath::root();
     if api_version.is_empty() {
-        out.required(&root.child("apiVersion")).hint("add `apiVersion: v1`");
+        out.required(&root.child("apiVersion"))
+            .hint("add `apiVersion: v1`");
     } else if api_version != "v1" {
         out.unsupported(&root.child("apiVersion"), api_version, &["v1"]);
     }
@@ -147,12 +164,18 @@ mod tests {
     }
 
     fn errors(issues: Vec<Issue>) -> Vec<String> {
-        issues.iter().map(|i| format!("{}: {}", i.path, i.message)).collect()
+        issues
+            .iter()
+            .map(|i| format!("{}: {}", i.path, i.message))
+            .collect()
     }
 
     #[test]
     fn a_plain_config_map_is_valid() {
-        assert_eq!(errors(validate_config_map(&cm(&[("fluent-bit.conf", "[INPUT]\n")]))), Vec::<String>::new());
+        assert_eq!(
+            errors(validate_config_map(&cm(&[("fluent-bit.conf", "[INPUT]\n")]))),
+            Vec::<String>::new()
+        );
     }
 
     #[test]
@@ -163,7 +186,10 @@ mod tests {
             assert!(e[0].starts_with(&format!("data[{bad}]: Invalid value")), "{e:?}");
         }
         for good in [".hidden", "a.b_c-D9", "x..y"] {
-            assert!(errors(validate_config_map(&cm(&[(good, "v")]))).is_empty(), "{good}");
+            assert!(
+                errors(validate_config_map(&cm(&[(good, "v")]))).is_empty(),
+                "{good}"
+            );
         }
     }
 
@@ -171,7 +197,13 @@ mod tests {
     fn over_one_mebibyte_is_refused() {
         let big = "x".repeat(MAX_DATA_BYTES + 1);
         let e = errors(validate_config_map(&cm(&[("big", &big)])));
-        assert_eq!(e, [format!("data: Too long: must have at most 1048576 bytes (has {})", MAX_DATA_BYTES + 1)]);
+        assert_eq!(
+            e,
+            [format!(
+                "data: Too long: must have at most 1048576 bytes (has {})",
+                MAX_DATA_BYTES + 1
+            )]
+        );
         let exact = "x".repeat(MAX_DATA_BYTES);
         assert!(errors(validate_config_map(&cm(&[("big", &exact)]))).is_empty());
     }
@@ -182,8 +214,16 @@ mod tests {
         c.binary_data.insert("k".into(), "AAEC".into());
         c.binary_data.insert("b".into(), "not base64!".into());
         let e = errors(validate_config_map(&c));
-        assert!(e.iter().any(|m| m.starts_with("binaryData[b]: Invalid value: \"<binary>\": must be base64")), "{e:?}");
-        assert!(e.iter().any(|m| m.starts_with("data[k]: Invalid value: \"k\": duplicate")), "{e:?}");
+        assert!(
+            e.iter()
+                .any(|m| m.starts_with("binaryData[b]: Invalid value: \"<binary>\": must be base64")),
+            "{e:?}"
+        );
+        assert!(
+            e.iter()
+                .any(|m| m.starts_with("data[k]: Invalid value: \"k\": duplicate")),
+            "{e:?}"
+        );
     }
 
     #[test]
@@ -200,7 +240,10 @@ mod tests {
             ..Secret::default()
         };
         let e = errors(validate_secret(&s));
-        assert_eq!(e, ["data[token]: Invalid value: \"<secret value>\": must be base64-encoded"]);
+        assert_eq!(
+            e,
+            ["data[token]: Invalid value: \"<secret value>\": must be base64-encoded"]
+        );
         assert!(!format!("{e:?}").contains("hunter2"));
     }
 
@@ -227,8 +270,16 @@ mod tests {
         c.metadata.name = "Bad_Name".into();
         c.api_version = "apps/v1".into();
         let e = errors(validate_config_map(&c));
-        assert!(e.iter().any(|m| m.starts_with("apiVersion: Unsupported value: \"apps/v1\"")), "{e:?}");
-        assert!(e.iter().any(|m| m.starts_with("metadata.name: Invalid value: \"Bad_Name\"")), "{e:?}");
+        assert!(
+            e.iter()
+                .any(|m| m.starts_with("apiVersion: Unsupported value: \"apps/v1\"")),
+            "{e:?}"
+        );
+        assert!(
+            e.iter()
+                .any(|m| m.starts_with("metadata.name: Invalid value: \"Bad_Name\"")),
+            "{e:?}"
+        );
         let ns = Namespace {
             api_version: "v1".into(),
             kind: "Namespace".into(),

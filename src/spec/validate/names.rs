@@ -13,7 +13,8 @@ pub(crate) const CONFIG_KEY: &str = "a valid config key must consist of alphanum
 pub(crate) fn is_config_key(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 253
-        && s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
         && s != "."
         && !s.starts_with("..")
 }
