@@ -50,6 +50,10 @@ impl Walk {
             (Value::Int(_) | Value::UInt(_) | Value::Float(_) | Value::Bool(_), "string") => {
                 Some("put the value in quotes".to_string())
             }
+            // serde-saphyr reads `0644` (octal in YAML 1.1, which kubectl speaks) as 644.0.
+            (Value::Float(x), "32-bit integer") if x.fract() == 0.0 && *x > 0.0 => Some(format!(
+                "if this is a file mode written with a leading zero, write it as 0o{x} (or its decimal value)"
+            )),
             (Value::String(_), "list of strings") => {
                 Some("write a list: [\"a\", \"b\"] or one `- item` per line".to_string())
             }
@@ -107,14 +111,20 @@ impl Walk {
                 )
             }),
             Kind::StrMap => self.map(node, path, |w, v, p| w.value(v, Kind::Str, p)),
-            Kind::QuantityMap => self.map(node, path, |w, v, p| match &v.value {
-                Value::String(s) => Some(J::String(s.clone())),
-                Value::Int(i) => Some(J::String(i.to_string())),
-                Value::UInt(u) => Some(J::String(u.to_string())),
-                Value::Float(x) => Some(J::String(x.to_string())),
-                _ => w.mismatch(p, v, "quantity such as \"500m\" or \"128Mi\""),
-            }),
+            Kind::Quantity => self.quantity(node, path),
+            Kind::QuantityMap => self.map(node, path, |w, v, p| w.quantity(v, p)),
             Kind::Object(schema) => self.fields(node, schema, path),
+        }
+    }
+
+    fn quantity(&mut self, node: &Node, path: &FieldPath) -> Option<serde_json::Value> {
+        use serde_json::Value as J;
+        match &node.value {
+            Value::String(s) => Some(J::String(s.clone())),
+            Value::Int(i) => Some(J::String(i.to_string())),
+            Value::UInt(u) => Some(J::String(u.to_string())),
+            Value::Float(x) => Some(J::String(x.to_string())),
+            _ => self.mismatch(path, node, "quantity such as \"500m\" or \"128Mi\""),
         }
     }
 

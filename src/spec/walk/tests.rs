@@ -171,6 +171,7 @@ fn sample(kind: Kind) -> J {
         Kind::Enum(values) => json!(values.iter().find(|v| !v.is_empty()).unwrap()),
         Kind::StrList => json!(["x"]),
         Kind::StrMap => json!({"k": "v"}),
+        Kind::Quantity => json!("1"),
         Kind::QuantityMap => json!({"cpu": "1"}),
         Kind::Object(schema) => sample_object(schema),
         Kind::ObjectList(schema) => json!([sample_object(schema)]),
@@ -196,4 +197,14 @@ fn field_table_and_model_agree() {
         back, every_field,
         "a field is in one of the table and the model only"
     );
+}
+
+#[test]
+fn a_leading_zero_mode_gets_a_hint_to_write_it_as_octal() {
+    // YAML 1.2 has no `0644` octal; kubectl (YAML 1.1) reads it as 420.
+    let e = one_error(
+        "      volumes: [{name: c, configMap: {name: c, defaultMode: 0644, items: [{key: k, path: p, mode: 0o755}]}}]\n      containers: [{name: a, image: x}]\n",
+    );
+    assert_eq!(e.path, "spec.template.spec.volumes[0].configMap.defaultMode");
+    assert!(e.hint.as_deref().unwrap_or("").contains("0o644"), "{e}");
 }
