@@ -66,8 +66,8 @@ pub use pod::{PodSpec, PodTemplateSpec, Toleration, TolerationOperator};
 pub use quantity::{IntOrString, Quantity};
 pub use revision::revision_hash;
 pub use strategy::{Budget, IntOrPercent, OnFailure, RolloutPolicy, Strategy};
+pub(crate) use validate::is_env_var_name;
 pub use validate::validate;
-pub(crate) use validate::{is_config_map_key, is_env_var_name};
 
 impl DaemonSet {
     /// The revision hash of this DaemonSet's pod template.

@@ -19,7 +19,7 @@ use super::quantity::IntOrString;
 use super::strategy::IntOrPercent;
 use crate::scheduling::labels::{validate_label_key, validate_label_value};
 
-pub(crate) use names::{is_config_map_key, is_dns1123_label, is_dns1123_subdomain, is_env_var_name};
+pub(crate) use names::{is_dns1123_label, is_dns1123_subdomain, is_env_var_name};
 
 /// Kubernetes' limit on the total size of an object's annotations.
 const MAX_ANNOTATIONS_BYTES: usize = 256 * 1024;
