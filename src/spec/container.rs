@@ -100,6 +100,19 @@ pub struct EnvVarSource {
     pub unsupported: BTreeMap<String, serde_json::Value>,
 }
 
+impl EnvVarSource {
+    /// How many sources are set, unsupported ones included; Kubernetes wants exactly one.
+    pub fn source_count(&self) -> usize {
+        let honoured = [
+            self.field_ref.is_some(),
+            self.resource_field_ref.is_some(),
+            self.config_map_key_ref.is_some(),
+            self.secret_key_ref.is_some(),
+        ];
+        honoured.into_iter().filter(|set| *set).count() + self.unsupported.len()
+    }
+}
+
 /// `fieldRef`: a field of the pod, such as `spec.nodeName`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

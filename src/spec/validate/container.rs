@@ -157,17 +157,7 @@ fn env_var(out: &mut Issues, p: &FieldPath, env: &EnvVar, containers: &[Containe
     if env.value.as_deref().is_some_and(|v| !v.is_empty()) {
         out.invalid(&fp, "", "may not be specified when `value` is not empty");
     }
-    let set = [
-        from.field_ref.is_some(),
-        from.resource_field_ref.is_some(),
-        from.config_map_key_ref.is_some(),
-        from.secret_key_ref.is_some(),
-    ]
-    .into_iter()
-    .filter(|s| *s)
-    .count()
-        + from.unsupported.len();
-    match set {
+    match from.source_count() {
         0 => {
             out.invalid(
                 &fp,
