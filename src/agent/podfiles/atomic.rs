@@ -10,6 +10,8 @@
 //! A new version is written into a fresh hidden directory, then `..data` is switched to it
 //! by renaming a temporary symlink over it, which is atomic; the top-level links never
 //! change, so a path the container opens shows either the old or the new content.
+//!
+//! One writer per directory at a time (the instance's actor), as with kubelet.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;

@@ -1090,3 +1090,26 @@ fn a_node_agent_using_config_maps_secrets_and_the_downward_api_is_valid_without_
     }}}});
     assert_eq!(check(&patch), (vec![], vec![], vec![]));
 }
+
+/// Validation and the resolver read one list, so nothing is accepted and then left unset.
+#[test]
+fn every_downward_field_the_resolver_reads_is_accepted_where_kubernetes_accepts_it() {
+    use crate::spec::downward::FIELDS;
+    for field in FIELDS {
+        let env =
+            container(json!({"env": [{"name": "V", "valueFrom": {"fieldRef": {"fieldPath": field.path}}}]}));
+        let volume = pod(json!({"volumes": [{"name": "proc", "downwardAPI": {"items": [
+            {"path": "f", "fieldRef": {"fieldPath": field.path}}
+        ]}}]}));
+        for (usable, patch, place) in [(field.env, env, "env"), (field.volume, volume, "volume")] {
+            let (errors, messages, warnings) = check(&patch);
+            assert_eq!(
+                errors.is_empty(),
+                usable,
+                "{} in {place}: {messages:?}",
+                field.path
+            );
+            assert!(warnings.is_empty(), "{} in {place}: {warnings:?}", field.path);
+        }
+    }
+}
