@@ -14,6 +14,7 @@
 pub mod daemonset_actor;
 pub mod desired;
 pub mod node_agent;
+pub mod podfiles;
 pub mod policy;
 pub mod probe;
 pub mod reconcile;

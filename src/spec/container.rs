@@ -23,6 +23,9 @@ pub struct Container {
     pub args: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub working_dir: Option<String>,
+    /// Whole ConfigMaps and Secrets as variables, set before `env` (which wins).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub env_from: Vec<EnvFromSource>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub env: Vec<EnvVar>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -79,16 +82,35 @@ pub struct EnvVar {
     pub value_from: Option<EnvVarSource>,
 }
 
-/// `valueFrom`: only `fieldRef` is honoured.
+/// `valueFrom`: a pod field, a container resource, or a key of a ConfigMap or Secret.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct EnvVarSource {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub field_ref: Option<ObjectFieldSelector>,
-    /// Sources everynode cannot resolve (secretKeyRef, configMapKeyRef...), kept so the
-    /// manifest round-trips and the warning is given again on every validation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource_field_ref: Option<ResourceFieldSelector>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_map_key_ref: Option<ConfigMapKeySelector>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_key_ref: Option<SecretKeySelector>,
+    /// Sources everynode cannot resolve (fileKeyRef), kept so the manifest round-trips and
+    /// validation still sees that a source was given.
     #[serde(flatten)]
     pub unsupported: BTreeMap<String, serde_json::Value>,
+}
+
+impl EnvVarSource {
+    /// How many sources are set, unsupported ones included; Kubernetes wants exactly one.
+    pub fn source_count(&self) -> usize {
+        let honoured = [
+            self.field_ref.is_some(),
+            self.resource_field_ref.is_some(),
+            self.config_map_key_ref.is_some(),
+            self.secret_key_ref.is_some(),
+        ];
+        honoured.into_iter().filter(|set| *set).count() + self.unsupported.len()
+    }
 }
 
 /// `fieldRef`: a field of the pod, such as `spec.nodeName`.
@@ -99,6 +121,68 @@ pub struct ObjectFieldSelector {
     pub field_path: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub api_version: Option<String>,
+}
+
+/// `resourceFieldRef`: a limit or request of a container, in units of `divisor`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ResourceFieldSelector {
+    /// Empty in `env` means this container; required in volumes.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub container_name: String,
+    #[serde(default)]
+    pub resource: String,
+    /// None (or zero) means 1, as in Kubernetes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub divisor: Option<Quantity>,
+}
+
+/// `configMapKeyRef`: one key of a ConfigMap.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ConfigMapKeySelector {
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub key: String,
+    /// A missing ConfigMap or key then leaves the variable unset instead of failing.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub optional: bool,
+}
+
+/// `secretKeyRef`: one key of a Secret.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretKeySelector {
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub key: String,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub optional: bool,
+}
+
+/// `envFrom`: every key of a ConfigMap or Secret as a variable, optionally prefixed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EnvFromSource {
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub prefix: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_map_ref: Option<ObjectRef>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_ref: Option<ObjectRef>,
+}
+
+/// `configMapRef` / `secretRef` of `envFrom`: Kubernetes' `ConfigMapEnvSource` and
+/// `SecretEnvSource`, which have the same two fields.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ObjectRef {
+    #[serde(default)]
+    pub name: String,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub optional: bool,
 }
 
 /// A port the container listens on, optionally bound on the host.
@@ -132,17 +216,20 @@ pub enum Protocol {
     Sctp,
 }
 
-/// `resources`: only `limits` of `cpu` and `memory` are enforced.
+/// `resources`: only `limits` of `cpu` and `memory` are enforced; `requests` reserve
+/// nothing and are read only by `resourceFieldRef`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ResourceRequirements {
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub limits: BTreeMap<String, Quantity>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub requests: BTreeMap<String, Quantity>,
 }
 
 impl ResourceRequirements {
     pub fn is_empty(&self) -> bool {
-        self.limits.is_empty()
+        self.limits.is_empty() && self.requests.is_empty()
     }
 
     /// The CPU limit in millicores, if one is set.
@@ -166,6 +253,23 @@ pub struct VolumeMount {
     pub mount_path: String,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub read_only: bool,
+    /// A path inside the volume to mount instead of its root.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub sub_path: String,
+    /// None is Kubernetes' default (`None` propagation), kept apart so it round-trips.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mount_propagation: Option<MountPropagationMode>,
+}
+
+/// How mounts made later below a mount point travel between host and container.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum MountPropagationMode {
+    /// Private: nothing travels (Docker's `rprivate`).
+    None,
+    /// Host mounts appear in the container (`rslave`).
+    HostToContainer,
+    /// Both ways (`rshared`); Kubernetes allows it only in privileged containers.
+    Bidirectional,
 }
 
 /// The parts of the container security context everynode applies.

@@ -4,7 +4,9 @@
 //! (`protocol: TCP`, `timeoutSeconds: 1`) gives the same object and the same revision as
 //! leaving it out.
 
-use super::container::{PullPolicy, DEFAULT_PROBE_FAILURES, DEFAULT_PROBE_PERIOD, DEFAULT_PROBE_TIMEOUT};
+use super::container::{
+    ObjectFieldSelector, PullPolicy, DEFAULT_PROBE_FAILURES, DEFAULT_PROBE_PERIOD, DEFAULT_PROBE_TIMEOUT,
+};
 use super::daemonset::{DaemonSet, RollingUpdateDaemonSet, UpdateStrategyType};
 use super::meta::default_namespace;
 use super::pod::PodTemplateSpec;
@@ -56,10 +58,26 @@ pub fn apply_template(template: &mut PodTemplateSpec) {
         }
         for env in &mut c.env {
             if let Some(r) = env.value_from.as_mut().and_then(|v| v.field_ref.as_mut()) {
-                r.api_version.get_or_insert_with(|| "v1".to_string());
+                field_ref_version(r);
             }
         }
     }
+    for v in &mut spec.volumes {
+        let projected = v.projected.iter_mut().flat_map(|p| &mut p.sources);
+        let items = v
+            .downward_api
+            .iter_mut()
+            .flat_map(|d| &mut d.items)
+            .chain(projected.flat_map(|s| s.downward_api.iter_mut().flat_map(|d| &mut d.items)));
+        for r in items.filter_map(|i| i.field_ref.as_mut()) {
+            field_ref_version(r);
+        }
+    }
+}
+
+/// Kubernetes defaults every `fieldRef.apiVersion` (env and downwardAPI volumes) to v1.
+fn field_ref_version(r: &mut ObjectFieldSelector) {
+    r.api_version.get_or_insert_with(|| "v1".to_string());
 }
 
 fn zero_to(v: &mut i32, default: i32) {
@@ -104,5 +122,28 @@ mod tests {
         let ru = ds.spec.update_strategy.rolling_update.as_ref().unwrap();
         assert_eq!(ru.max_unavailable, Some(IntOrString::Int(1)));
         assert_eq!(ru.max_surge, Some(IntOrString::Int(0)));
+    }
+
+    #[test]
+    fn downward_volume_field_refs_default_to_v1() {
+        let mut template: PodTemplateSpec = serde_json::from_value(serde_json::json!({"spec": {"volumes": [
+            {"name": "a", "downwardAPI": {"items": [{"path": "n", "fieldRef": {"fieldPath": "metadata.name"}}]}},
+            {"name": "b", "projected": {"sources": [{"downwardAPI": {"items": [{"path": "n", "fieldRef": {"fieldPath": "metadata.name"}}]}}]}}
+        ]}}))
+        .unwrap();
+        apply_template(&mut template);
+        let vols = &template.spec.volumes;
+        let a = &vols[0].downward_api.as_ref().unwrap().items[0];
+        let b = &vols[1].projected.as_ref().unwrap().sources[0]
+            .downward_api
+            .as_ref()
+            .unwrap()
+            .items[0];
+        for item in [a, b] {
+            assert_eq!(
+                item.field_ref.as_ref().unwrap().api_version.as_deref(),
+                Some("v1")
+            );
+        }
     }
 }

@@ -83,6 +83,8 @@ fn yaml_options() -> Options {
     // YAML 1.2 booleans only: `on`, `y` and `no` stay strings (a key `y:` must not turn into
     // `true:`), and a boolean field written `yes` gets a clear type error.
     options.strict_booleans = true;
+    // kubectl reads YAML 1.1 octals: `defaultMode: 0644` is 420, as every bundle means it.
+    options.legacy_octal_numbers = true;
     options.with_snippet = false;
     options
 }

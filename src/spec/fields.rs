@@ -191,6 +191,7 @@ static CONTAINER: Schema = Schema::new(
         f("command", StrList),
         f("args", StrList),
         f("workingDir", Str),
+        f("envFrom", ObjectList(&ENV_FROM_SOURCE)),
         f("env", ObjectList(&ENV_VAR)),
         f("ports", ObjectList(&CONTAINER_PORT)),
         f("resources", Object(&RESOURCES)),
@@ -200,10 +201,6 @@ static CONTAINER: Schema = Schema::new(
         f("livenessProbe", Object(&PROBE)),
         f("startupProbe", Object(&PROBE)),
         f("securityContext", Object(&SECURITY_CONTEXT)),
-        note(
-            "envFrom",
-            "list the variables under env instead; configMaps and secrets do not exist here",
-        ),
         note("lifecycle", "postStart and preStop hooks are not run"),
         ignored("resizePolicy"),
         note(
@@ -232,18 +229,39 @@ static ENV_VAR_SOURCE: Schema = Schema::keeping_ignored(
     "EnvVarSource",
     &[
         f("fieldRef", Object(&FIELD_REF)),
-        note(
-            "configMapKeyRef",
-            "configMaps do not exist here: the variable is not set",
-        ),
-        note(
-            "secretKeyRef",
-            "secrets do not exist here: the variable is not set",
-        ),
-        note("resourceFieldRef", "the variable is not set"),
+        f("resourceFieldRef", Object(&RESOURCE_FIELD_REF)),
+        f("configMapKeyRef", Object(&KEY_SELECTOR)),
+        f("secretKeyRef", Object(&KEY_SELECTOR)),
         note("fileKeyRef", "the variable is not set"),
     ],
 );
+
+static RESOURCE_FIELD_REF: Schema = Schema::new(
+    "ResourceFieldSelector",
+    &[
+        f("containerName", Str),
+        f("resource", Str),
+        f("divisor", Quantity),
+    ],
+);
+
+/// `ConfigMapKeySelector` and `SecretKeySelector` have the same fields.
+static KEY_SELECTOR: Schema = Schema::new(
+    "KeySelector",
+    &[f("name", Str), f("key", Str), f("optional", Bool)],
+);
+
+static ENV_FROM_SOURCE: Schema = Schema::new(
+    "EnvFromSource",
+    &[
+        f("prefix", Str),
+        f("configMapRef", Object(&ENV_SOURCE_REF)),
+        f("secretRef", Object(&ENV_SOURCE_REF)),
+    ],
+);
+
+/// `ConfigMapEnvSource` and `SecretEnvSource` have the same fields.
+static ENV_SOURCE_REF: Schema = Schema::new("EnvSource", &[f("name", Str), f("optional", Bool)]);
 
 static FIELD_REF: Schema = Schema::new(
     "ObjectFieldSelector",
@@ -265,10 +283,7 @@ static RESOURCES: Schema = Schema::new(
     "ResourceRequirements",
     &[
         f("limits", QuantityMap),
-        note(
-            "requests",
-            "nothing is reserved on a node; only limits are enforced",
-        ),
+        f("requests", QuantityMap),
         ignored("claims"),
     ],
 );
@@ -279,9 +294,15 @@ static VOLUME_MOUNT: Schema = Schema::new(
         f("name", Str),
         f("mountPath", Str),
         f("readOnly", Bool),
-        note("subPath", "the whole volume is mounted"),
-        note("subPathExpr", "the whole volume is mounted"),
-        ignored("mountPropagation"),
+        f("subPath", Str),
+        f(
+            "mountPropagation",
+            Enum(&["None", "HostToContainer", "Bidirectional"]),
+        ),
+        note(
+            "subPathExpr",
+            "variables are not expanded in mount paths; the whole volume is mounted",
+        ),
         ignored("recursiveReadOnly"),
     ],
 );
@@ -340,18 +361,19 @@ static SECURITY_CONTEXT: Schema = Schema::new(
     ],
 );
 
-const NOT_MOUNTED: &str = "only hostPath volumes are mounted; this volume is not";
+const NOT_MOUNTED: &str = "only hostPath, configMap, secret, downwardAPI, projected and emptyDir volumes are mounted; this volume is not";
+const NO_API: &str = "no service accounts or certificates exist here; the source is skipped";
 
 static VOLUME: Schema = Schema::keeping_ignored(
     "Volume",
     &[
         f("name", Str),
         f("hostPath", Object(&HOST_PATH)),
-        note("configMap", NOT_MOUNTED),
-        note("secret", NOT_MOUNTED),
-        note("emptyDir", NOT_MOUNTED),
-        note("projected", NOT_MOUNTED),
-        note("downwardAPI", NOT_MOUNTED),
+        f("configMap", Object(&CONFIG_MAP_VOLUME)),
+        f("secret", Object(&SECRET_VOLUME)),
+        f("downwardAPI", Object(&DOWNWARD_API_VOLUME)),
+        f("projected", Object(&PROJECTED_VOLUME)),
+        f("emptyDir", Object(&EMPTY_DIR)),
         note("persistentVolumeClaim", NOT_MOUNTED),
         note("ephemeral", NOT_MOUNTED),
         note("csi", NOT_MOUNTED),
@@ -377,6 +399,86 @@ static VOLUME: Schema = Schema::keeping_ignored(
         note("storageos", NOT_MOUNTED),
         note("vsphereVolume", NOT_MOUNTED),
     ],
+);
+
+static KEY_TO_PATH: Schema = Schema::new("KeyToPath", &[f("key", Str), f("path", Str), f("mode", Int32)]);
+
+static CONFIG_MAP_VOLUME: Schema = Schema::new(
+    "ConfigMapVolumeSource",
+    &[
+        f("name", Str),
+        f("items", ObjectList(&KEY_TO_PATH)),
+        f("defaultMode", Int32),
+        f("optional", Bool),
+    ],
+);
+
+static SECRET_VOLUME: Schema = Schema::new(
+    "SecretVolumeSource",
+    &[
+        f("secretName", Str),
+        f("items", ObjectList(&KEY_TO_PATH)),
+        f("defaultMode", Int32),
+        f("optional", Bool),
+    ],
+);
+
+static DOWNWARD_API_FILE: Schema = Schema::new(
+    "DownwardAPIVolumeFile",
+    &[
+        f("path", Str),
+        f("fieldRef", Object(&FIELD_REF)),
+        f("resourceFieldRef", Object(&RESOURCE_FIELD_REF)),
+        f("mode", Int32),
+    ],
+);
+
+static DOWNWARD_API_VOLUME: Schema = Schema::new(
+    "DownwardAPIVolumeSource",
+    &[
+        f("items", ObjectList(&DOWNWARD_API_FILE)),
+        f("defaultMode", Int32),
+    ],
+);
+
+static PROJECTED_VOLUME: Schema = Schema::new(
+    "ProjectedVolumeSource",
+    &[
+        f("sources", ObjectList(&VOLUME_PROJECTION)),
+        f("defaultMode", Int32),
+    ],
+);
+
+static VOLUME_PROJECTION: Schema = Schema::keeping_ignored(
+    "VolumeProjection",
+    &[
+        f("configMap", Object(&CONFIG_MAP_PROJECTION)),
+        f("secret", Object(&CONFIG_MAP_PROJECTION)),
+        f("downwardAPI", Object(&DOWNWARD_API_PROJECTION)),
+        note("serviceAccountToken", NO_API),
+        note("clusterTrustBundle", NO_API),
+        note("podCertificate", NO_API),
+    ],
+);
+
+/// `ConfigMapProjection` and `SecretProjection` have the same fields.
+static CONFIG_MAP_PROJECTION: Schema = Schema::new(
+    "KeyProjection",
+    &[
+        f("name", Str),
+        f("items", ObjectList(&KEY_TO_PATH)),
+        f("optional", Bool),
+    ],
+);
+
+static DOWNWARD_API_PROJECTION: Schema = Schema::new(
+    "DownwardAPIProjection",
+    &[f("items", ObjectList(&DOWNWARD_API_FILE))],
+);
+
+static EMPTY_DIR: Schema = Schema::new(
+    "EmptyDirVolumeSource",
+    &[f("medium", Enum(&["", "Memory"])), f("sizeLimit", Quantity)],
 );
 
 static HOST_PATH: Schema = Schema::new(

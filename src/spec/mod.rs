@@ -1,8 +1,8 @@
 //! `apps/v1` DaemonSet manifests: the model, loading, validation and revision identity.
 //!
 //! # Layout
-//! - `daemonset`, `pod`, `container`, `meta`, `quantity`: the serde model of the honoured
-//!   fields, in Kubernetes' JSON shape (camelCase), so it round-trips and can be stored.
+//! - `daemonset`, `pod`, `container`, `volume`, `meta`, `quantity`: the serde model of the
+//!   honoured fields, in Kubernetes' JSON shape (camelCase), so it round-trips and can be stored.
 //! - `load`: files, directories and stdin, `kind: List`, bounded input; `documents`: YAML
 //!   (multi-document) and JSON streams cut into documents, under alias and size budgets.
 //! - `tree`: documents as trees of positioned nodes; `schema` + `fields`: the table of every
@@ -10,6 +10,8 @@
 //!   the nearest name), wrong types and ignored Kubernetes fields (warnings).
 //! - `defaults`: what the API server would fill in; `validate`: Kubernetes' rules, every
 //!   problem at once; `manifest`: the result for one object.
+//! - `downward`: the pod facts a node knows and the downward API fields read from them;
+//!   `expand`: Kubernetes' `$(VAR)` expansion in env values, commands and args.
 //! - `revision`: the pod template hash; `strategy`: the update budget; `tolerations`: the
 //!   tolerations every DaemonSet instance gets.
 //!
@@ -39,6 +41,8 @@ pub mod container;
 pub mod daemonset;
 pub mod defaults;
 mod documents;
+pub mod downward;
+pub mod expand;
 mod fields;
 pub mod issue;
 pub mod load;
@@ -52,6 +56,7 @@ pub mod strategy;
 pub mod tolerations;
 pub mod tree;
 mod validate;
+pub mod volume;
 mod walk;
 
 pub use config::{ConfigMap, Namespace, Secret};
@@ -64,6 +69,7 @@ pub use pod::{PodSpec, PodTemplateSpec, Toleration, TolerationOperator};
 pub use quantity::{IntOrString, Quantity};
 pub use revision::revision_hash;
 pub use strategy::{Budget, IntOrPercent, OnFailure, RolloutPolicy, Strategy};
+pub(crate) use validate::is_env_var_name;
 pub use validate::validate;
 
 impl DaemonSet {

@@ -8,6 +8,10 @@ use serde::{Deserialize, Deserializer, Serialize};
 
 use super::container::{secs, Container};
 use super::meta::TemplateMeta;
+use super::volume::{
+    ConfigMapVolumeSource, DownwardAPIVolumeSource, EmptyDirVolumeSource, ProjectedVolumeSource,
+    SecretVolumeSource,
+};
 use crate::scheduling::taint::TaintEffect;
 
 /// `spec.template`: what runs on every selected node. Its hash is the revision identity.
@@ -109,7 +113,8 @@ impl RestartPolicy {
     }
 }
 
-/// A volume; only `hostPath` volumes are mounted.
+/// A volume: a host path, objects of the store (ConfigMaps, Secrets), pod facts, or scratch
+/// space. Exactly one source is set; validation checks that.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Volume {
@@ -117,10 +122,40 @@ pub struct Volume {
     pub name: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host_path: Option<HostPathVolumeSource>,
-    /// Other volume sources (configMap, secret, emptyDir...), kept so that the manifest
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_map: Option<ConfigMapVolumeSource>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret: Option<SecretVolumeSource>,
+    #[serde(default, rename = "downwardAPI", skip_serializing_if = "Option::is_none")]
+    pub downward_api: Option<DownwardAPIVolumeSource>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub projected: Option<ProjectedVolumeSource>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub empty_dir: Option<EmptyDirVolumeSource>,
+    /// Other volume sources (nfs, csi, persistentVolumeClaim...), kept so that the manifest
     /// round-trips and mounts of such volumes can be reported as not honoured.
     #[serde(flatten)]
     pub unsupported: BTreeMap<String, serde_json::Value>,
+}
+
+impl Volume {
+    /// The names of the sources set, honoured ones first, as the manifest spells them.
+    pub fn source_names(&self) -> Vec<&str> {
+        let honoured = [
+            ("hostPath", self.host_path.is_some()),
+            ("configMap", self.config_map.is_some()),
+            ("secret", self.secret.is_some()),
+            ("downwardAPI", self.downward_api.is_some()),
+            ("projected", self.projected.is_some()),
+            ("emptyDir", self.empty_dir.is_some()),
+        ];
+        honoured
+            .into_iter()
+            .filter(|(_, set)| *set)
+            .map(|(name, _)| name)
+            .chain(self.unsupported.keys().map(String::as_str))
+            .collect()
+    }
 }
 
 /// A directory or file of the host.

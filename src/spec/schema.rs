@@ -14,6 +14,8 @@ pub(crate) enum Kind {
     Enum(&'static [&'static str]),
     StrList,
     StrMap,
+    /// A resource quantity (a number or a string such as `64Mi`).
+    Quantity,
     /// A map of resource names to quantities (numbers or strings).
     QuantityMap,
     Object(&'static Schema),

@@ -107,14 +107,20 @@ impl Walk {
                 )
             }),
             Kind::StrMap => self.map(node, path, |w, v, p| w.value(v, Kind::Str, p)),
-            Kind::QuantityMap => self.map(node, path, |w, v, p| match &v.value {
-                Value::String(s) => Some(J::String(s.clone())),
-                Value::Int(i) => Some(J::String(i.to_string())),
-                Value::UInt(u) => Some(J::String(u.to_string())),
-                Value::Float(x) => Some(J::String(x.to_string())),
-                _ => w.mismatch(p, v, "quantity such as \"500m\" or \"128Mi\""),
-            }),
+            Kind::Quantity => self.quantity(node, path),
+            Kind::QuantityMap => self.map(node, path, |w, v, p| w.quantity(v, p)),
             Kind::Object(schema) => self.fields(node, schema, path),
+        }
+    }
+
+    fn quantity(&mut self, node: &Node, path: &FieldPath) -> Option<serde_json::Value> {
+        use serde_json::Value as J;
+        match &node.value {
+            Value::String(s) => Some(J::String(s.clone())),
+            Value::Int(i) => Some(J::String(i.to_string())),
+            Value::UInt(u) => Some(J::String(u.to_string())),
+            Value::Float(x) => Some(J::String(x.to_string())),
+            _ => self.mismatch(path, node, "quantity such as \"500m\" or \"128Mi\""),
         }
     }
 

@@ -1,6 +1,6 @@
 //! Kubernetes' validation of ConfigMaps, Secrets and Namespaces: names, keys, encodings and the 1 MiB limit.
 
-use super::names::{self, is_config_key, is_dns1123_label, is_dns1123_subdomain};
+use super::names::{self, is_config_map_key, is_dns1123_label, is_dns1123_subdomain};
 use super::{annotation_syntax, labels};
 use crate::spec::config::{decoded_len, is_base64, ConfigMap, Namespace, Secret, MAX_DATA_BYTES};
 use crate::spec::issue::{FieldPath, Issue, Issues};
@@ -126,8 +126,8 @@ fn meta(out: &mut Issues, meta: &ObjectMeta, what: &str) {
 
 fn keys<'a>(out: &mut Issues, path: &FieldPath, keys: impl Iterator<Item = &'a String>) {
     for k in keys {
-        if !is_config_key(k) {
-            out.invalid(&path.key(k), k, names::CONFIG_KEY)
+        if !is_config_map_key(k) {
+            out.invalid(&path.key(k), k, names::CONFIG_MAP_KEY)
                 .hint("each key becomes a file name when the object is mounted as a volume");
         }
     }

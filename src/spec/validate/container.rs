@@ -7,27 +7,13 @@ use super::names::{
 };
 use super::non_negative;
 use super::pod::VolumeNames;
-use crate::spec::container::{Container, EnvVar, Probe};
+use super::refs::{descending_path, field_ref, object_key, object_name, quantity, resource_field_ref};
+use crate::spec::container::{Container, EnvFromSource, EnvVar, MountPropagationMode, Probe};
+use crate::spec::downward::Usage;
 use crate::spec::issue::{FieldPath, Issues};
 use crate::spec::pod::PodSpec;
-use crate::spec::quantity::{IntOrString, Quantity};
+use crate::spec::quantity::IntOrString;
 
-/// Field paths Kubernetes accepts in an env `fieldRef`.
-const VALID_FIELD_PATHS: &[&str] = &[
-    "metadata.name",
-    "metadata.namespace",
-    "metadata.uid",
-    "metadata.labels",
-    "metadata.annotations",
-    "spec.nodeName",
-    "spec.serviceAccountName",
-    "status.hostIP",
-    "status.hostIPs",
-    "status.podIP",
-    "status.podIPs",
-];
-/// The ones everynode fills in.
-pub(crate) const HONOURED_FIELD_PATHS: &[&str] = &["spec.nodeName"];
 /// Resource limits everynode enforces.
 const ENFORCED_LIMITS: &[&str] = &["cpu", "memory"];
 
@@ -60,10 +46,13 @@ pub(crate) fn containers(out: &mut Issues, pod: &FieldPath, spec: &PodSpec, volu
             );
         }
         ports(out, &p, c, spec.host_network, &mut host_ports);
-        for (j, env) in c.env.iter().enumerate() {
-            env_var(out, &p.child("env").index(j), env);
+        for (j, from) in c.env_from.iter().enumerate() {
+            env_from(out, &p.child("envFrom").index(j), from);
         }
-        limits(out, &p.child("resources").child("limits"), &c.resources.limits);
+        for (j, env) in c.env.iter().enumerate() {
+            env_var(out, &p.child("env").index(j), env, &spec.containers);
+        }
+        resources(out, &p.child("resources"), c);
         mounts(out, &p, c, volumes);
         for (name, probe) in [
             ("readinessProbe", &c.readiness_probe),
@@ -141,7 +130,23 @@ fn ports(
     }
 }
 
-fn env_var(out: &mut Issues, p: &FieldPath, env: &EnvVar) {
+fn env_from(out: &mut Issues, p: &FieldPath, from: &EnvFromSource) {
+    if !from.prefix.is_empty() && !is_env_var_name(&from.prefix) {
+        out.invalid(&p.child("prefix"), &from.prefix, ENV_VAR_NAME);
+    }
+    match (&from.config_map_ref, &from.secret_ref) {
+        (Some(_), Some(_)) => {
+            out.invalid(p, "", "may not have more than one field specified at a time");
+        }
+        (None, None) => {
+            out.invalid(p, "", "must specify one of: `configMapRef` or `secretRef`");
+        }
+        (Some(r), None) => object_name(out, &p.child("configMapRef").child("name"), &r.name),
+        (None, Some(r)) => object_name(out, &p.child("secretRef").child("name"), &r.name),
+    }
+}
+
+fn env_var(out: &mut Issues, p: &FieldPath, env: &EnvVar, containers: &[Container]) {
     if env.name.is_empty() {
         out.required(&p.child("name"));
     } else if !is_env_var_name(&env.name) {
@@ -152,61 +157,72 @@ fn env_var(out: &mut Issues, p: &FieldPath, env: &EnvVar) {
     if env.value.as_deref().is_some_and(|v| !v.is_empty()) {
         out.invalid(&fp, "", "may not be specified when `value` is not empty");
     }
-    match &from.field_ref {
-        Some(r) => {
-            let path = fp.child("fieldRef").child("fieldPath");
-            let base = r.field_path.split('[').next().unwrap_or_default();
-            let subscripted = r.field_path.contains('[');
-            if r.field_path.is_empty() {
-                out.required(&path);
-            } else if !VALID_FIELD_PATHS.contains(&base)
-                || subscripted && !matches!(base, "metadata.labels" | "metadata.annotations")
-            {
-                out.unsupported(&path, &r.field_path, VALID_FIELD_PATHS);
-            } else if !HONOURED_FIELD_PATHS.contains(&r.field_path.as_str()) {
-                out.warn(
-                    &path,
-                    format!(
-                        "not honoured by everynode: only spec.nodeName is resolved, so {} is not set",
-                        env.name
-                    ),
-                );
-            }
-            if let Some(v) = r.api_version.as_deref().filter(|v| *v != "v1") {
-                out.unsupported(&fp.child("fieldRef").child("apiVersion"), v, &["v1"]);
-            }
-        }
-        None if from.unsupported.is_empty() => {
+    match from.source_count() {
+        0 => {
             out.invalid(
                 &fp,
                 "",
                 "must specify one of: `fieldRef`, `resourceFieldRef`, `configMapKeyRef` or `secretKeyRef`",
             );
         }
-        None => {}
+        1 => {}
+        _ => {
+            out.invalid(&fp, "", "may not have more than one field specified at a time");
+        }
+    }
+    if let Some(r) = &from.field_ref {
+        field_ref(out, &fp.child("fieldRef"), r, Usage::Env);
+    }
+    if let Some(r) = &from.resource_field_ref {
+        resource_field_ref(out, &fp.child("resourceFieldRef"), r, containers, Usage::Env);
+    }
+    if let Some(r) = &from.config_map_key_ref {
+        let rp = fp.child("configMapKeyRef");
+        object_name(out, &rp.child("name"), &r.name);
+        object_key(out, &rp.child("key"), &r.key);
+    }
+    if let Some(r) = &from.secret_key_ref {
+        let rp = fp.child("secretKeyRef");
+        object_name(out, &rp.child("name"), &r.name);
+        object_key(out, &rp.child("key"), &r.key);
     }
 }
 
-fn limits(out: &mut Issues, p: &FieldPath, limits: &BTreeMap<String, Quantity>) {
-    for (name, q) in limits {
-        let lp = p.key(name);
-        let parsed = if name == "cpu" { q.milli_value() } else { q.value() };
-        match parsed {
-            Err(e) => {
-                out.invalid(&lp, &q.0, &e.to_string())
-                    .hint("write e.g. cpu: 500m or memory: 128Mi");
-            }
-            Ok(v) if v < 0 => {
-                out.invalid(&lp, &q.0, "must be greater than or equal to 0");
-            }
-            Ok(_) if !ENFORCED_LIMITS.contains(&name.as_str()) => {
+fn resources(out: &mut Issues, p: &FieldPath, c: &Container) {
+    let limits = p.child("limits");
+    let mut limited = BTreeMap::new();
+    for (name, q) in &c.resources.limits {
+        let lp = limits.key(name);
+        if let Some(v) = quantity(out, &lp, name, q) {
+            limited.insert(name.as_str(), v);
+            if !ENFORCED_LIMITS.contains(&name.as_str()) {
                 out.warn(
                     &lp,
                     "not honoured by everynode: only cpu and memory limits are enforced",
                 );
             }
-            Ok(_) => {}
         }
+    }
+    let requests = p.child("requests");
+    for (name, q) in &c.resources.requests {
+        let rp = requests.key(name);
+        let Some(v) = quantity(out, &rp, name, q) else {
+            continue;
+        };
+        if limited.get(name.as_str()).is_some_and(|limit| v > *limit) {
+            let shown = &c.resources.limits[name].0;
+            out.invalid(
+                &rp,
+                &q.0,
+                &format!("must be less than or equal to {name} limit of {shown}"),
+            );
+        }
+    }
+    if !c.resources.requests.is_empty() {
+        out.warn(
+            &requests,
+            "not honoured by everynode: nothing is reserved on a node; requests are only read by resourceFieldRef",
+        );
     }
 }
 
@@ -220,7 +236,7 @@ fn mounts(out: &mut Issues, p: &FieldPath, c: &Container, volumes: &VolumeNames)
             out.warn(
                 &mp.child("name"),
                 format!(
-                    "not honoured by everynode: volume {:?} is not a hostPath volume, so nothing is mounted at {}",
+                    "not honoured by everynode: volume {:?} has no source everynode provides, so nothing is mounted at {}",
                     m.name, m.mount_path
                 ),
             );
@@ -232,6 +248,17 @@ fn mounts(out: &mut Issues, p: &FieldPath, c: &Container, volumes: &VolumeNames)
             out.required(&mp.child("mountPath"));
         } else if !paths.insert(m.mount_path.as_str()) {
             out.invalid(&mp.child("mountPath"), &m.mount_path, "must be unique");
+        }
+        if !m.sub_path.is_empty() {
+            descending_path(out, &mp.child("subPath"), &m.sub_path);
+        }
+        let privileged = c.security_context.as_ref().and_then(|s| s.privileged);
+        if m.mount_propagation == Some(MountPropagationMode::Bidirectional) && privileged != Some(true) {
+            out.err(
+                &mp.child("mountPropagation"),
+                "Forbidden: Bidirectional mount propagation is available only to privileged containers",
+            )
+            .hint("set securityContext.privileged: true, or use HostToContainer");
         }
     }
 }

@@ -8,6 +8,8 @@ mod config;
 mod container;
 mod names;
 mod pod;
+mod refs;
+mod volume;
 
 use std::collections::BTreeMap;
 
@@ -19,7 +21,7 @@ use super::strategy::IntOrPercent;
 use crate::scheduling::labels::{validate_label_key, validate_label_value};
 
 pub(crate) use config::{validate_config_map, validate_namespace, validate_secret};
-pub(crate) use names::{is_dns1123_label, is_dns1123_subdomain};
+pub(crate) use names::{is_dns1123_label, is_dns1123_subdomain, is_env_var_name};
 
 /// Kubernetes' limit on the total size of an object's annotations.
 const MAX_ANNOTATIONS_BYTES: usize = 256 * 1024;

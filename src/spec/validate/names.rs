@@ -7,17 +7,7 @@ pub(crate) const IANA_SVC_NAME: &str = "must be at most 15 characters of lower c
 pub(crate) const ENV_VAR_NAME: &str =
     "a valid environment variable name must consist only of printable ASCII characters other than '='";
 
-pub(crate) const CONFIG_KEY: &str = "a valid config key must consist of alphanumeric characters, '-', '_' or '.' (e.g. 'key.name', or 'KEY_NAME', or 'key-name'), be at most 253 characters, and not be '.' or '..' or start with '..'";
-
-/// A ConfigMap or Secret key: it becomes a file name in a volume, so no `/` and no `..`.
-pub(crate) fn is_config_key(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 253
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
-        && s != "."
-        && !s.starts_with("..")
-}
+pub(crate) const CONFIG_MAP_KEY: &str = "a valid config key must consist of alphanumeric characters, '-', '_' or '.' (e.g. 'key.name', or 'KEY_NAME', or 'key-name', regex used for validation is '[-._a-zA-Z0-9]+')";
 
 fn label_char(b: u8) -> bool {
     b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-'
@@ -60,6 +50,18 @@ pub(crate) fn is_env_var_name(s: &str) -> bool {
     !s.is_empty() && s.bytes().all(|c| (b' '..=b'~').contains(&c) && c != b'=')
 }
 
+/// ConfigMap and Secret key: what can be a file name in a volume and (mostly) a variable name.
+/// `.` and `..` are refused, and so is a leading `..`, which kubelet reserves for its own
+/// entries (`..data`).
+pub(crate) fn is_config_map_key(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 253
+        && !s.starts_with("..")
+        && s != "."
+        && s.bytes()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -91,6 +93,23 @@ mod tests {
         }
         for bad in ["", "123", "http--x", "-http", "HTTP", "a-very-long-port-name"] {
             assert!(!is_iana_svc_name(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn config_map_keys() {
+        for ok in [
+            "fluent-bit.conf",
+            "KEY_NAME",
+            "a",
+            ".hidden",
+            "a..b",
+            &"k".repeat(253),
+        ] {
+            assert!(is_config_map_key(ok), "{ok}");
+        }
+        for bad in ["", ".", "..", "..data", "a/b", "a b", "é", &"k".repeat(254)] {
+            assert!(!is_config_map_key(bad), "{bad}");
         }
     }
 

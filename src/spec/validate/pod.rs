@@ -1,22 +1,22 @@
-//! Validation of the pod spec: restart policy, volumes, node selection and tolerations.
+//! Validation of the pod spec: restart policy, volume names, node selection and tolerations.
 
 use std::collections::BTreeSet;
 
 use super::names::{is_dns1123_label, DNS1123_LABEL, DNS1123_SUBDOMAIN};
-use super::{container, is_dns1123_subdomain, labels, non_negative};
+use super::{container, is_dns1123_subdomain, labels, non_negative, volume};
 use crate::scheduling::labels::{validate_label_key, validate_label_value};
 use crate::scheduling::taint::TaintEffect;
 use crate::spec::issue::{FieldPath, Issues};
 use crate::spec::pod::{
     NodeSelector, NodeSelectorOperator, NodeSelectorRequirement, PodSpec, RestartPolicy, Toleration,
-    TolerationOperator, Volume,
+    TolerationOperator,
 };
 
 /// Kubernetes' only node field usable in `matchFields`.
 pub(crate) const NODE_NAME_FIELD: &str = "metadata.name";
 
 pub(crate) fn pod_spec(out: &mut Issues, path: &FieldPath, spec: &PodSpec) {
-    let volumes = volumes(out, &path.child("volumes"), &spec.volumes);
+    let volumes = volumes(out, &path.child("volumes"), spec);
     container::containers(out, path, spec, &volumes);
     if spec.restart_policy != RestartPolicy::Always {
         out.unsupported(
@@ -60,12 +60,12 @@ pub(crate) struct VolumeNames {
     pub not_mounted: BTreeSet<String>,
 }
 
-fn volumes(out: &mut Issues, path: &FieldPath, volumes: &[Volume]) -> VolumeNames {
+fn volumes(out: &mut Issues, path: &FieldPath, spec: &PodSpec) -> VolumeNames {
     let mut names = VolumeNames {
         declared: BTreeSet::new(),
         not_mounted: BTreeSet::new(),
     };
-    for (i, v) in volumes.iter().enumerate() {
+    for (i, v) in spec.volumes.iter().enumerate() {
         let p = path.index(i);
         if v.name.is_empty() {
             out.required(&p.child("name"));
@@ -74,28 +74,8 @@ fn volumes(out: &mut Issues, path: &FieldPath, volumes: &[Volume]) -> VolumeName
         } else if !names.declared.insert(v.name.clone()) {
             out.duplicate(&p.child("name"), &v.name);
         }
-        match &v.host_path {
-            Some(hp) => {
-                let hp_path = p.child("hostPath").child("path");
-                if hp.path.is_empty() {
-                    out.required(&hp_path);
-                } else if hp.path.split('/').any(|seg| seg == "..") {
-                    out.invalid(&hp_path, &hp.path, "must not contain '..'");
-                } else if !hp.path.starts_with('/') {
-                    out.invalid(&hp_path, &hp.path, "must be an absolute path")
-                        .hint("a host path is resolved on each node; start it with /");
-                }
-                if !v.unsupported.is_empty() {
-                    out.err(&p, "Forbidden: may not specify more than 1 volume type");
-                }
-            }
-            None if v.unsupported.is_empty() => {
-                out.required(&p)
-                    .hint("must specify a volume type; everynode mounts hostPath volumes");
-            }
-            None => {
-                names.not_mounted.insert(v.name.clone());
-            }
+        if !volume::source(out, &p, v, &spec.containers) {
+            names.not_mounted.insert(v.name.clone());
         }
     }
     names

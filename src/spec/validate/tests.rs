@@ -97,6 +97,18 @@ fn every_rule_reports_its_path() {
     let ru = |u: Value, s: Value| {
         spec(json!({"updateStrategy": {"rollingUpdate": {"maxUnavailable": u, "maxSurge": s}}}))
     };
+    // The base mounts volume `proc`; these give it another source.
+    let vol = |source: Value| {
+        let mut v = json!({"name": "proc"});
+        merge(&mut v, &source);
+        pod(json!({"volumes": [v]}))
+    };
+    let mount = |m: Value| {
+        let mut v = json!({"name": "proc", "mountPath": "/host/proc"});
+        merge(&mut v, &m);
+        container(json!({"volumeMounts": [v]}))
+    };
+    let env = |from: Value| container(json!({"env": [{"name": "V", "valueFrom": from}]}));
     let na = "spec.template.spec.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms";
     let cases: Vec<(&str, Value, Vec<String>, &str)> = vec![
         (
@@ -604,6 +616,333 @@ fn every_rule_reports_its_path() {
             vec![format!("{na}[0].matchFields[0].values")],
             "Required value",
         ),
+        (
+            "two volume sources",
+            vol(json!({"configMap": {"name": "c"}, "secret": {"secretName": "s"}})),
+            vec![format!("{POD}.volumes[0]")],
+            "more than 1 volume type",
+        ),
+        (
+            "configMap name missing",
+            vol(json!({"configMap": {}})),
+            vec![format!("{POD}.volumes[0].configMap.name")],
+            "Required value",
+        ),
+        (
+            "configMap name syntax",
+            vol(json!({"configMap": {"name": "Fluent_Bit"}})),
+            vec![format!("{POD}.volumes[0].configMap.name")],
+            "RFC 1123 subdomain",
+        ),
+        (
+            "configMap item key missing",
+            vol(json!({"configMap": {"name": "c", "items": [{"path": "p"}]}})),
+            vec![format!("{POD}.volumes[0].configMap.items[0].key")],
+            "Required value",
+        ),
+        (
+            "configMap item key syntax",
+            vol(json!({"configMap": {"name": "c", "items": [{"key": "a/b", "path": "p"}]}})),
+            vec![format!("{POD}.volumes[0].configMap.items[0].key")],
+            "a valid config key",
+        ),
+        (
+            "configMap item key dot-dot",
+            vol(json!({"configMap": {"name": "c", "items": [{"key": "..", "path": "p"}]}})),
+            vec![format!("{POD}.volumes[0].configMap.items[0].key")],
+            "a valid config key",
+        ),
+        (
+            "configMap item path missing",
+            vol(json!({"configMap": {"name": "c", "items": [{"key": "k"}]}})),
+            vec![format!("{POD}.volumes[0].configMap.items[0].path")],
+            "Required value",
+        ),
+        (
+            "configMap item path absolute",
+            vol(json!({"configMap": {"name": "c", "items": [{"key": "k", "path": "/etc/k"}]}})),
+            vec![format!("{POD}.volumes[0].configMap.items[0].path")],
+            "must be a relative path",
+        ),
+        (
+            "configMap item path backsteps",
+            vol(json!({"configMap": {"name": "c", "items": [{"key": "k", "path": "a/../../k"}]}})),
+            vec![format!("{POD}.volumes[0].configMap.items[0].path")],
+            "must not contain '..'",
+        ),
+        (
+            "configMap item path reserved",
+            vol(json!({"configMap": {"name": "c", "items": [{"key": "k", "path": "..data"}]}})),
+            vec![format!("{POD}.volumes[0].configMap.items[0].path")],
+            "must not start with '..'",
+        ),
+        (
+            "configMap defaultMode",
+            vol(json!({"configMap": {"name": "c", "defaultMode": 512}})),
+            vec![format!("{POD}.volumes[0].configMap.defaultMode")],
+            "between 0 and 0777 (octal)",
+        ),
+        (
+            "configMap item mode",
+            vol(json!({"configMap": {"name": "c", "items": [{"key": "k", "path": "p", "mode": 644}]}})),
+            vec![format!("{POD}.volumes[0].configMap.items[0].mode")],
+            "Invalid value: 644",
+        ),
+        (
+            "secret name missing",
+            vol(json!({"secret": {}})),
+            vec![format!("{POD}.volumes[0].secret.secretName")],
+            "Required value",
+        ),
+        (
+            "secret defaultMode negative",
+            vol(json!({"secret": {"secretName": "s", "defaultMode": -1}})),
+            vec![format!("{POD}.volumes[0].secret.defaultMode")],
+            "between 0 and 0777",
+        ),
+        (
+            "downwardAPI env-only field",
+            vol(
+                json!({"downwardAPI": {"items": [{"path": "n", "fieldRef": {"fieldPath": "spec.nodeName"}}]}}),
+            ),
+            vec![format!(
+                "{POD}.volumes[0].downwardAPI.items[0].fieldRef.fieldPath"
+            )],
+            "Unsupported value: \"spec.nodeName\"",
+        ),
+        (
+            "downwardAPI item without ref",
+            vol(json!({"downwardAPI": {"items": [{"path": "n"}]}})),
+            vec![format!("{POD}.volumes[0].downwardAPI.items[0]")],
+            "Required value",
+        ),
+        (
+            "downwardAPI item with two refs",
+            vol(
+                json!({"downwardAPI": {"items": [{"path": "n", "fieldRef": {"fieldPath": "metadata.name"}, "resourceFieldRef": {"containerName": "agent", "resource": "limits.cpu"}}]}}),
+            ),
+            vec![format!("{POD}.volumes[0].downwardAPI.items[0]")],
+            "can not be specified simultaneously",
+        ),
+        (
+            "downwardAPI resource without container",
+            vol(
+                json!({"downwardAPI": {"items": [{"path": "c", "resourceFieldRef": {"resource": "limits.cpu"}}]}}),
+            ),
+            vec![format!(
+                "{POD}.volumes[0].downwardAPI.items[0].resourceFieldRef.containerName"
+            )],
+            "Required value",
+        ),
+        (
+            "downwardAPI resource of an unknown container",
+            vol(
+                json!({"downwardAPI": {"items": [{"path": "c", "resourceFieldRef": {"containerName": "nope", "resource": "limits.cpu"}}]}}),
+            ),
+            vec![format!(
+                "{POD}.volumes[0].downwardAPI.items[0].resourceFieldRef.containerName"
+            )],
+            "Not found: \"nope\"",
+        ),
+        (
+            "downwardAPI path missing",
+            vol(json!({"downwardAPI": {"items": [{"fieldRef": {"fieldPath": "metadata.name"}}]}})),
+            vec![format!("{POD}.volumes[0].downwardAPI.items[0].path")],
+            "Required value",
+        ),
+        (
+            "projected source empty",
+            vol(json!({"projected": {"sources": [{}]}})),
+            vec![format!("{POD}.volumes[0].projected.sources[0]")],
+            "Required value",
+        ),
+        (
+            "projected source with two types",
+            vol(json!({"projected": {"sources": [{"configMap": {"name": "a"}, "secret": {"name": "b"}}]}})),
+            vec![format!("{POD}.volumes[0].projected.sources[0]")],
+            "more than 1 volume type per source",
+        ),
+        (
+            "projected secret name missing",
+            vol(json!({"projected": {"sources": [{"secret": {}}]}})),
+            vec![format!("{POD}.volumes[0].projected.sources[0].secret.name")],
+            "Required value",
+        ),
+        (
+            "projected duplicate paths",
+            vol(json!({"projected": {"sources": [
+                {"configMap": {"name": "a", "items": [{"key": "k", "path": "p"}]}},
+                {"downwardAPI": {"items": [{"path": "p", "fieldRef": {"fieldPath": "metadata.name"}}]}}
+            ]}})),
+            vec![format!(
+                "{POD}.volumes[0].projected.sources[1].downwardAPI.items[0].path"
+            )],
+            "conflicting duplicate paths",
+        ),
+        (
+            "projected defaultMode",
+            vol(json!({"projected": {"defaultMode": 4096, "sources": []}})),
+            vec![format!("{POD}.volumes[0].projected.defaultMode")],
+            "between 0 and 0777",
+        ),
+        (
+            "emptyDir medium",
+            vol(json!({"emptyDir": {"medium": "HugePages"}})),
+            vec![format!("{POD}.volumes[0].emptyDir.medium")],
+            "Unsupported value: \"HugePages\"",
+        ),
+        (
+            "emptyDir sizeLimit",
+            vol(json!({"emptyDir": {"sizeLimit": "-1Gi"}})),
+            vec![format!("{POD}.volumes[0].emptyDir.sizeLimit")],
+            "greater than or equal to 0",
+        ),
+        (
+            "subPath absolute",
+            mount(json!({"subPath": "/etc"})),
+            vec![format!("{C0}.volumeMounts[0].subPath")],
+            "must be a relative path",
+        ),
+        (
+            "subPath backsteps",
+            mount(json!({"subPath": "a/../.."})),
+            vec![format!("{C0}.volumeMounts[0].subPath")],
+            "must not contain '..'",
+        ),
+        (
+            "mountPropagation value",
+            mount(json!({"mountPropagation": "Shared"})),
+            vec![format!("{C0}.volumeMounts[0].mountPropagation")],
+            "Unsupported value: \"Shared\"",
+        ),
+        (
+            "Bidirectional without privileged",
+            mount(json!({"mountPropagation": "Bidirectional"})),
+            vec![format!("{C0}.volumeMounts[0].mountPropagation")],
+            "only to privileged containers",
+        ),
+        (
+            "envFrom prefix",
+            container(json!({"envFrom": [{"prefix": "A=", "configMapRef": {"name": "c"}}]})),
+            vec![format!("{C0}.envFrom[0].prefix")],
+            "printable ASCII characters other than '='",
+        ),
+        (
+            "envFrom without source",
+            container(json!({"envFrom": [{"prefix": "A_"}]})),
+            vec![format!("{C0}.envFrom[0]")],
+            "must specify one of: `configMapRef` or `secretRef`",
+        ),
+        (
+            "envFrom with two sources",
+            container(json!({"envFrom": [{"configMapRef": {"name": "c"}, "secretRef": {"name": "s"}}]})),
+            vec![format!("{C0}.envFrom[0]")],
+            "may not have more than one field specified at a time",
+        ),
+        (
+            "envFrom name missing",
+            container(json!({"envFrom": [{"secretRef": {}}]})),
+            vec![format!("{C0}.envFrom[0].secretRef.name")],
+            "Required value",
+        ),
+        (
+            "configMapKeyRef key missing",
+            env(json!({"configMapKeyRef": {"name": "c"}})),
+            vec![format!("{C0}.env[0].valueFrom.configMapKeyRef.key")],
+            "Required value",
+        ),
+        (
+            "configMapKeyRef name syntax",
+            env(json!({"configMapKeyRef": {"name": "C", "key": "k"}})),
+            vec![format!("{C0}.env[0].valueFrom.configMapKeyRef.name")],
+            "RFC 1123 subdomain",
+        ),
+        (
+            "secretKeyRef name missing",
+            env(json!({"secretKeyRef": {"key": "k"}})),
+            vec![format!("{C0}.env[0].valueFrom.secretKeyRef.name")],
+            "Required value",
+        ),
+        (
+            "secretKeyRef key syntax",
+            env(json!({"secretKeyRef": {"name": "s", "key": "a b"}})),
+            vec![format!("{C0}.env[0].valueFrom.secretKeyRef.key")],
+            "a valid config key",
+        ),
+        (
+            "valueFrom with two sources",
+            env(
+                json!({"fieldRef": {"fieldPath": "metadata.name"}, "configMapKeyRef": {"name": "c", "key": "k"}}),
+            ),
+            vec![format!("{C0}.env[0].valueFrom")],
+            "may not have more than one field specified at a time",
+        ),
+        (
+            "env fieldPath volume-only",
+            env(json!({"fieldRef": {"fieldPath": "metadata.labels"}})),
+            vec![format!("{C0}.env[0].valueFrom.fieldRef.fieldPath")],
+            "Unsupported value: \"metadata.labels\"",
+        ),
+        (
+            "env fieldPath subscript",
+            env(json!({"fieldRef": {"fieldPath": "spec.nodeName['x']"}})),
+            vec![format!("{C0}.env[0].valueFrom.fieldRef.fieldPath")],
+            "does not support subscript",
+        ),
+        (
+            "env label subscript",
+            env(json!({"fieldRef": {"fieldPath": "metadata.labels['-x']"}})),
+            vec![format!("{C0}.env[0].valueFrom.fieldRef.fieldPath")],
+            "Invalid value",
+        ),
+        (
+            "resourceFieldRef resource",
+            env(json!({"resourceFieldRef": {"resource": "limits.nvidia.com/gpu"}})),
+            vec![format!("{C0}.env[0].valueFrom.resourceFieldRef.resource")],
+            "Unsupported value",
+        ),
+        (
+            "resourceFieldRef resource missing",
+            env(json!({"resourceFieldRef": {"divisor": "1"}})),
+            vec![format!("{C0}.env[0].valueFrom.resourceFieldRef.resource")],
+            "Required value",
+        ),
+        (
+            "cpu divisor",
+            env(json!({"resourceFieldRef": {"resource": "requests.cpu", "divisor": "1Mi"}})),
+            vec![format!("{C0}.env[0].valueFrom.resourceFieldRef.divisor")],
+            "only divisor's values 1m and 1 are supported with the cpu resource",
+        ),
+        (
+            "memory divisor",
+            env(json!({"resourceFieldRef": {"resource": "limits.memory", "divisor": "3"}})),
+            vec![format!("{C0}.env[0].valueFrom.resourceFieldRef.divisor")],
+            "supported with the memory resource",
+        ),
+        (
+            "memory divisor below a byte",
+            env(json!({"resourceFieldRef": {"resource": "limits.memory", "divisor": "1m"}})),
+            vec![format!("{C0}.env[0].valueFrom.resourceFieldRef.divisor")],
+            "supported with the memory resource",
+        ),
+        (
+            "resourceFieldRef unknown container",
+            env(json!({"resourceFieldRef": {"containerName": "other", "resource": "limits.cpu"}})),
+            vec![format!("{C0}.env[0].valueFrom.resourceFieldRef.containerName")],
+            "Not found",
+        ),
+        (
+            "request above limit",
+            container(json!({"resources": {"limits": {"cpu": "100m"}, "requests": {"cpu": "200m"}}})),
+            vec![format!("{C0}.resources.requests[cpu]")],
+            "must be less than or equal to cpu limit of 100m",
+        ),
+        (
+            "request not a quantity",
+            container(json!({"resources": {"requests": {"memory": "lots"}}})),
+            vec![format!("{C0}.resources.requests[memory]")],
+            "quantities must match",
+        ),
     ];
     for (name, patch, want_paths, fragment) in cases {
         let (paths, messages, _) = check(&patch);
@@ -637,18 +976,30 @@ fn all_problems_are_reported_at_once() {
 fn partially_honoured_fields_are_warnings() {
     let cases: Vec<(&str, Value, &str)> = vec![
         (
-            "env from another field",
+            "env from a file",
             container(
-                json!({"env": [{"name": "IP", "valueFrom": {"fieldRef": {"fieldPath": "status.hostIP"}}}]}),
+                json!({"env": [{"name": "KEY", "valueFrom": {"fileKeyRef": {"path": "p", "key": "k", "volumeName": "v"}}}]}),
             ),
-            "spec.template.spec.containers[0].env[0].valueFrom.fieldRef.fieldPath",
+            "spec.template.spec.containers[0].env[0].valueFrom.fileKeyRef",
         ),
         (
-            "env from a secret",
-            container(
-                json!({"env": [{"name": "KEY", "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}}]}),
+            "service account token",
+            pod(
+                json!({"volumes": [{"name": "proc", "projected": {"sources": [{"serviceAccountToken": {"path": "t"}}]}}]}),
             ),
-            "spec.template.spec.containers[0].env[0].valueFrom.secretKeyRef",
+            "spec.template.spec.volumes[0].projected.sources[0].serviceAccountToken",
+        ),
+        (
+            "subPathExpr",
+            container(
+                json!({"volumeMounts": [{"name": "proc", "mountPath": "/p", "subPathExpr": "$(NODE)"}]}),
+            ),
+            "spec.template.spec.containers[0].volumeMounts[0].subPathExpr",
+        ),
+        (
+            "requests reserve nothing",
+            container(json!({"resources": {"requests": {"cpu": "100m"}}})),
+            "spec.template.spec.containers[0].resources.requests",
         ),
         (
             "gpu limit",
@@ -674,18 +1025,91 @@ fn partially_honoured_fields_are_warnings() {
 }
 
 #[test]
-fn config_map_volumes_are_accepted_but_not_mounted() {
+fn volumes_of_other_sources_are_accepted_but_not_mounted() {
     let patch = json!({"spec": {"template": {"spec": {
-        "volumes": [{"name": "proc", "hostPath": {"path": "/proc"}}, {"name": "config", "configMap": {"name": "agent"}}],
-        "containers": [{"name": "agent", "image": "x:1", "volumeMounts": [{"name": "config", "mountPath": "/etc/agent"}]}]
+        "volumes": [{"name": "proc", "hostPath": {"path": "/proc"}}, {"name": "share", "nfs": {"server": "nas", "path": "/x"}}],
+        "containers": [{"name": "agent", "image": "x:1", "volumeMounts": [{"name": "share", "mountPath": "/mnt"}]}]
     }}}});
     let (errors, messages, warnings) = check(&patch);
     assert!(errors.is_empty(), "{messages:?}");
     assert_eq!(
         warnings,
         [
-            "spec.template.spec.volumes[1].configMap",
+            "spec.template.spec.volumes[1].nfs",
             "spec.template.spec.containers[0].volumeMounts[0].name"
         ]
     );
+}
+
+/// A log shipper as written for Kubernetes: configuration, credentials and pod facts in
+/// files and variables.
+#[test]
+fn a_node_agent_using_config_maps_secrets_and_the_downward_api_is_valid_without_warnings() {
+    let patch = json!({"spec": {"template": {"spec": {
+        "volumes": [
+            {"name": "proc", "hostPath": {"path": "/proc"}},
+            {"name": "config", "configMap": {"name": "fluent-bit-config", "defaultMode": 420,
+                "items": [{"key": "fluent-bit.conf", "path": "fluent-bit.conf"}, {"key": "parsers.conf", "path": "parsers/parsers.conf", "mode": 256}]}},
+            {"name": "creds", "secret": {"secretName": "es-credentials", "optional": true}},
+            {"name": "podinfo", "downwardAPI": {"items": [
+                {"path": "labels", "fieldRef": {"fieldPath": "metadata.labels"}},
+                {"path": "name", "fieldRef": {"fieldPath": "metadata.name"}},
+                {"path": "tier", "fieldRef": {"fieldPath": "metadata.labels['tier']"}},
+                {"path": "mem", "resourceFieldRef": {"containerName": "agent", "resource": "limits.memory", "divisor": "1Mi"}}
+            ]}},
+            {"name": "all", "projected": {"defaultMode": 256, "sources": [
+                {"configMap": {"name": "a", "items": [{"key": "k", "path": "a/k"}]}},
+                {"secret": {"name": "b", "items": [{"key": "k", "path": "b/k"}], "optional": true}},
+                {"downwardAPI": {"items": [{"path": "ns", "fieldRef": {"fieldPath": "metadata.namespace"}}]}}
+            ]}},
+            {"name": "buffer", "emptyDir": {"medium": "Memory", "sizeLimit": "64Mi"}},
+            {"name": "scratch", "emptyDir": {}}
+        ],
+        "containers": [{
+            "name": "agent", "image": "x:1",
+            "envFrom": [{"configMapRef": {"name": "agent-env"}}, {"prefix": "ES_", "secretRef": {"name": "es-credentials", "optional": true}}],
+            "env": [
+                {"name": "HOST_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.hostIP"}}},
+                {"name": "POD", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+                {"name": "LEVEL", "valueFrom": {"configMapKeyRef": {"name": "agent-env", "key": "log.level"}}},
+                {"name": "TOKEN", "valueFrom": {"secretKeyRef": {"name": "es-credentials", "key": "token", "optional": true}}},
+                {"name": "CPU", "valueFrom": {"resourceFieldRef": {"resource": "limits.cpu", "divisor": "1m"}}},
+                {"name": "URL", "value": "http://$(HOST_IP):2020"}
+            ],
+            "resources": {"limits": {"cpu": "500m", "memory": "200Mi"}},
+            "volumeMounts": [
+                {"name": "proc", "mountPath": "/host/proc", "readOnly": true, "mountPropagation": "HostToContainer"},
+                {"name": "config", "mountPath": "/fluent-bit/etc/fluent-bit.conf", "subPath": "fluent-bit.conf"},
+                {"name": "creds", "mountPath": "/creds"},
+                {"name": "podinfo", "mountPath": "/etc/podinfo"},
+                {"name": "all", "mountPath": "/all"},
+                {"name": "buffer", "mountPath": "/buffer"},
+                {"name": "scratch", "mountPath": "/tmp"}
+            ]
+        }]
+    }}}});
+    assert_eq!(check(&patch), (vec![], vec![], vec![]));
+}
+
+/// Validation and the resolver read one list, so nothing is accepted and then left unset.
+#[test]
+fn every_downward_field_the_resolver_reads_is_accepted_where_kubernetes_accepts_it() {
+    use crate::spec::downward::FIELDS;
+    for field in FIELDS {
+        let env =
+            container(json!({"env": [{"name": "V", "valueFrom": {"fieldRef": {"fieldPath": field.path}}}]}));
+        let volume = pod(json!({"volumes": [{"name": "proc", "downwardAPI": {"items": [
+            {"path": "f", "fieldRef": {"fieldPath": field.path}}
+        ]}}]}));
+        for (usable, patch, place) in [(field.env, env, "env"), (field.volume, volume, "volume")] {
+            let (errors, messages, warnings) = check(&patch);
+            assert_eq!(
+                errors.is_empty(),
+                usable,
+                "{} in {place}: {messages:?}",
+                field.path
+            );
+            assert!(warnings.is_empty(), "{} in {place}: {warnings:?}", field.path);
+        }
+    }
 }

@@ -171,6 +171,7 @@ fn sample(kind: Kind) -> J {
         Kind::Enum(values) => json!(values.iter().find(|v| !v.is_empty()).unwrap()),
         Kind::StrList => json!(["x"]),
         Kind::StrMap => json!({"k": "v"}),
+        Kind::Quantity => json!("1"),
         Kind::QuantityMap => json!({"cpu": "1"}),
         Kind::Object(schema) => sample_object(schema),
         Kind::ObjectList(schema) => json!([sample_object(schema)]),
@@ -196,4 +197,21 @@ fn field_table_and_model_agree() {
         back, every_field,
         "a field is in one of the table and the model only"
     );
+}
+
+#[test]
+fn a_leading_zero_mode_is_octal_as_kubectl_reads_it() {
+    // kubectl speaks YAML 1.1, where `0644` is octal: 420, the same as writing 420 or 0o644.
+    let pod = |mode: &str| {
+        format!("      volumes: [{{name: c, configMap: {{name: c, defaultMode: {mode}}}}}]\n      containers: [{{name: a, image: x, volumeMounts: [{{name: c, mountPath: /c}}]}}]\n")
+    };
+    let revision = |mode: &str| {
+        let text = format!("{HEAD}{}", pod(mode));
+        let m = parse(text.as_bytes(), "t.yaml").remove(0);
+        assert!(m.errors().next().is_none(), "{mode}: {:?}", m.issues);
+        m.revision().unwrap()
+    };
+    assert_eq!(revision("0644"), revision("420"));
+    assert_eq!(revision("0o644"), revision("420"));
+    assert_ne!(revision("0600"), revision("420"));
 }
