@@ -49,6 +49,8 @@ pub const PROCESS_DIR: &str = "process";
 const STORE_FILE: &str = "store.json";
 /// File in the data dir with the agent's restart counts.
 const RESTARTS_FILE: &str = "restarts.json";
+/// Directory of the data dir holding instances' volume files.
+const POD_DIR: &str = "pods";
 
 /// Runs a node until `shutdown` resolves. Bad settings fail before anything is started.
 pub async fn run(
@@ -255,9 +257,13 @@ pub async fn run_with(
         Some(r) => r,
         None => open_runtime(runtime, &config.data_dir).await?,
     };
+    let seal = Arc::new(crate::security::at_rest::SecretBox::new(&keys.at_rest));
     let agent_ctx = Arc::new(AgentContext::new(
         AgentSettings {
             policy: config.policy.clone(),
+            pod_root: config.data_dir.join(POD_DIR),
+            host_ip: advertise_ip.to_string(),
+            seal: Some(seal.clone()),
             ..AgentSettings::new(&config.cluster, &node_id)
         },
         container_runtime,
@@ -275,7 +281,7 @@ pub async fn run_with(
     let stop = Arc::new(tokio::sync::Notify::new());
     let app = api::router(api::ApiState {
         auth: Arc::new(api::auth::ApiAuth::new(&keys)),
-        secrets: Arc::new(crate::security::at_rest::SecretBox::new(&keys.at_rest)),
+        secrets: seal,
         shutdown: stop.clone(),
         dead_node_grace: config.dead_node_grace,
         agent: Some(agent_ctx),

@@ -1,11 +1,12 @@
 //! What this node should run for one DaemonSet: the granted revision and the instance specs built from it.
 
-use std::collections::BTreeMap;
-
+use super::podfiles::{self, Objects};
+use super::podsetup::{self, Masked, NoObjects, PodSetup};
 use super::AgentError;
 use crate::control::store::{DaemonSetRecord, Revision, Store};
-use crate::runtime::{self, InstanceSpec, MountSpec, PortSpec};
-use crate::spec::container::{Container, Protocol};
+use crate::runtime::{self, InstanceSpec, MountSpec, PortSpec, Propagation};
+use crate::spec::container::{Container, MountPropagationMode, Protocol};
+use crate::spec::downward::PodFacts;
 use crate::spec::PodTemplateSpec;
 
 /// The revision this node may run: the one the leader's rollout planner granted it (see
@@ -53,7 +54,8 @@ impl Desired {
     }
 }
 
-/// Builds the instance specs of `template` (revision `revision`) for `node` in `cluster`.
+/// Builds the instance specs of `template` (revision `revision`) for `node` in `cluster`, for
+/// a template that reads no ConfigMap or Secret (tests and simulations).
 pub fn desired(
     cluster: &str,
     node: &str,
@@ -62,12 +64,57 @@ pub fn desired(
     revision: &str,
     template: &PodTemplateSpec,
 ) -> Result<Desired, AgentError> {
-    let specs = template
-        .spec
-        .containers
-        .iter()
-        .map(|c| instance_spec(cluster, node, daemonset, namespace, revision, template, c))
-        .collect::<Result<Vec<_>, _>>()?;
+    let setup = PodSetup {
+        objects: &NoObjects,
+        facts: PodFacts {
+            name: format!("{daemonset}-{node}"),
+            namespace: namespace.to_string(),
+            node_name: node.to_string(),
+            labels: template.metadata.labels.clone(),
+            annotations: template.metadata.annotations.clone(),
+            service_account_name: "default".into(),
+            ..PodFacts::default()
+        },
+        allocatable: None,
+        dir: podsetup::pod_dir(
+            &std::env::temp_dir()
+                .join("everynode-pods")
+                .join(cluster)
+                .join(node),
+            namespace,
+            daemonset,
+            revision,
+        ),
+    };
+    desired_with(cluster, node, daemonset, revision, template, &setup)
+}
+
+/// Builds the instance specs of `template` with what `setup` says of this node, its objects
+/// and the pod's volume directory. Volume files are written by [`podsetup::prepare`].
+pub fn desired_with(
+    cluster: &str,
+    node: &str,
+    daemonset: &str,
+    revision: &str,
+    template: &PodTemplateSpec,
+    setup: &PodSetup,
+) -> Result<Desired, AgentError> {
+    let build = |objects: &dyn Objects| {
+        template
+            .spec
+            .containers
+            .iter()
+            .map(|c| instance_spec(cluster, node, daemonset, revision, template, c, setup, objects))
+            .collect::<Result<Vec<_>, _>>()
+    };
+    let mut specs = build(setup.objects)?;
+    // An instance's identity leaves out the values of ConfigMaps and Secrets, which Kubernetes
+    // reads when a container starts: a new value reaches files at once and variables at the
+    // next start, and replaces nothing.
+    let masked = build(&Masked(setup.objects))?;
+    for (spec, m) in specs.iter_mut().zip(masked) {
+        spec.identity = Some(m.spec_hash());
+    }
     Ok(Desired {
         specs,
         containers: template.spec.containers.clone(),
@@ -77,14 +124,16 @@ pub fn desired(
     })
 }
 
+#[allow(clippy::too_many_arguments)]
 fn instance_spec(
     cluster: &str,
     node: &str,
     daemonset: &str,
-    namespace: &str,
     revision: &str,
     template: &PodTemplateSpec,
     c: &Container,
+    setup: &PodSetup,
+    objects: &dyn Objects,
 ) -> Result<InstanceSpec, AgentError> {
     let pod = &template.spec;
     let invalid = |field: String, reason: String| AgentError::InvalidTemplate {
@@ -92,26 +141,9 @@ fn instance_spec(
         field: format!("spec.template.spec.containers[{}].{field}", c.name),
         reason,
     };
-    let env = c
-        .env
-        .iter()
-        .filter_map(|e| {
-            if let Some(field) = e.value_from.as_ref().and_then(|f| f.field_ref.as_ref()) {
-                // Only what a node agent knows; validation warns about the others.
-                let value = match field.field_path.as_str() {
-                    "spec.nodeName" => node.to_string(),
-                    "metadata.namespace" => namespace.to_string(),
-                    "metadata.name" => format!("{daemonset}-{node}"),
-                    _ => return None,
-                };
-                return Some((e.name.clone(), value));
-            }
-            if e.value_from.is_some() {
-                return None;
-            }
-            Some((e.name.clone(), e.value.clone().unwrap_or_default()))
-        })
-        .collect();
+    let resolved = podfiles::resolve_env(c, &setup.context(template), objects)
+        .map_err(|e| podsetup::config_error(daemonset, e))?;
+    let env = resolved.vars;
     let ports = c
         .ports
         .iter()
@@ -140,23 +172,7 @@ fn instance_spec(
             })
         })
         .collect::<Result<Vec<_>, AgentError>>()?;
-    // Only hostPath volumes can be mounted; validation warns about the others.
-    let host_paths: BTreeMap<&str, &str> = pod
-        .volumes
-        .iter()
-        .filter_map(|v| v.host_path.as_ref().map(|h| (v.name.as_str(), h.path.as_str())))
-        .collect();
-    let mounts = c
-        .volume_mounts
-        .iter()
-        .filter_map(|m| {
-            host_paths.get(m.name.as_str()).map(|path| MountSpec {
-                host_path: path.to_string(),
-                container_path: m.mount_path.clone(),
-                read_only: m.read_only,
-            })
-        })
-        .collect();
+    let mounts = mounts(c, template, setup);
     let cpu_limit_millis = match c.resources.cpu_limit_millis() {
         None => None,
         Some(Ok(v)) => u64::try_from(v).ok().filter(|v| *v > 0),
@@ -192,8 +208,8 @@ fn instance_spec(
             crate::spec::PullPolicy::IfNotPresent => runtime::PullPolicy::IfNotPresent,
             crate::spec::PullPolicy::Never => runtime::PullPolicy::Never,
         },
-        command: c.command.clone(),
-        args: c.args.clone(),
+        command: podfiles::expand_command(&c.command, &env),
+        args: podfiles::expand_command(&c.args, &env),
         env,
         ports,
         host_network: pod.host_network,
@@ -206,7 +222,51 @@ fn instance_spec(
         working_dir: c.working_dir.clone(),
         termination_grace: pod.termination_grace_period(),
         labels: template.metadata.labels.clone(),
+        identity: None,
     })
+}
+
+/// The container's mounts: host paths as they are, the agent's volume directories for the
+/// others (read-only for configMap, secret, downwardAPI and projected volumes, as kubelet
+/// mounts them whatever `readOnly` says). Volumes of unsupported sources are left out; the
+/// validator warns about them.
+fn mounts(c: &Container, template: &PodTemplateSpec, setup: &PodSetup) -> Vec<MountSpec> {
+    c.volume_mounts
+        .iter()
+        .filter_map(|m| {
+            let v = template.spec.volumes.iter().find(|v| v.name == m.name)?;
+            let (root, forced_ro) = if let Some(hp) = &v.host_path {
+                (std::path::PathBuf::from(&hp.path), false)
+            } else if v.empty_dir.is_some() {
+                (setup.volume_dir(&v.name), false)
+            } else if v.config_map.is_some()
+                || v.secret.is_some()
+                || v.downward_api.is_some()
+                || v.projected.is_some()
+            {
+                (setup.volume_dir(&v.name), true)
+            } else {
+                return None;
+            };
+            // A subPath into a projected volume goes through its `key -> ..data/key` link,
+            // which the bind resolves at start: like Kubernetes, it sees no later update.
+            let host = if m.sub_path.is_empty() {
+                root
+            } else {
+                root.join(&m.sub_path)
+            };
+            Some(MountSpec {
+                host_path: host.to_string_lossy().into_owned(),
+                container_path: m.mount_path.clone(),
+                read_only: m.read_only || forced_ro,
+                propagation: m.mount_propagation.map(|p| match p {
+                    MountPropagationMode::None => Propagation::Private,
+                    MountPropagationMode::HostToContainer => Propagation::HostToContainer,
+                    MountPropagationMode::Bidirectional => Propagation::Bidirectional,
+                }),
+            })
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -260,6 +320,7 @@ mod tests {
             vec![
                 ("NODE_NAME".to_string(), "node-7".to_string()),
                 ("NS".to_string(), "default".to_string()),
+                ("IP".to_string(), String::new()),
                 ("PLAIN".to_string(), "v".to_string()),
             ]
         );
@@ -271,12 +332,20 @@ mod tests {
         assert!(s.privileged && s.host_network);
         assert_eq!(s.run_as_user, Some(1000));
         assert_eq!(
-            s.mounts,
-            vec![MountSpec {
+            s.mounts[0],
+            MountSpec {
                 host_path: "/var/log".into(),
                 container_path: "/var/log".into(),
-                read_only: true
-            }]
+                read_only: true,
+                propagation: None,
+            }
+        );
+        // A configMap volume is the agent's directory for it, read-only whatever readOnly says.
+        assert_eq!(s.mounts[1].container_path, "/cfg");
+        assert!(
+            s.mounts[1].read_only && s.mounts[1].host_path.ends_with("/abc/volumes/cfg"),
+            "{:?}",
+            s.mounts[1]
         );
         assert_eq!(s.termination_grace, std::time::Duration::from_secs(7));
         assert_eq!(s.labels["app"], "x");

@@ -2,6 +2,8 @@
 //!
 //! # Layout
 //! - [`desired`]: the revision granted to this node and the instance specs built from it.
+//! - [`podfiles`]: ConfigMaps, Secrets and the downward API as files and variables (pure);
+//!   [`podsetup`]: the host side (store objects, volume directories, hostPath checks).
 //! - [`reconcile`]: the pure decision (create, adopt, replace, remove, restart with back-off).
 //! - [`probe`]: startup, liveness and readiness probes (exec, HTTP GET, TCP connect).
 //! - [`status`]: the per-DaemonSet status gossiped by each node, and its aggregation.
@@ -15,6 +17,7 @@ pub mod daemonset_actor;
 pub mod desired;
 pub mod node_agent;
 pub mod podfiles;
+pub mod podsetup;
 pub mod policy;
 pub mod probe;
 pub mod reconcile;
@@ -47,6 +50,17 @@ pub enum AgentError {
         field: String,
         reason: String,
     },
+    /// A ConfigMap, Secret or key the template reads is missing (`CreateContainerConfigError`
+    /// in Kubernetes); the instance starts once it is applied.
+    #[error("daemonset {daemonset}: {reason}; apply it, or mark the reference optional")]
+    Config { daemonset: String, reason: String },
+    /// A volume cannot be set up on this host (a hostPath of the wrong type, a full disk).
+    #[error("daemonset {daemonset}: volume {volume}: {reason}")]
+    Volume {
+        daemonset: String,
+        volume: String,
+        reason: String,
+    },
 }
 
 /// Knobs of the agent; tests shorten the intervals.
@@ -64,6 +78,15 @@ pub struct AgentSettings {
     pub orphan_grace: Duration,
     /// What this host refuses to run, whatever the cluster asks.
     pub policy: policy::NodePolicy,
+    /// Where instances' volume files live (configMap, secret, downwardAPI, projected, emptyDir).
+    pub pod_root: std::path::PathBuf,
+    /// This node's advertised address: `status.hostIP` (and `status.podIP` where the instance
+    /// shares the host's network).
+    pub host_ip: String,
+    /// Opens the store's sealed Secrets; without it no Secret can be read on this node.
+    pub seal: Option<Arc<crate::security::at_rest::SecretBox>>,
+    /// This host's CPU and memory, for `resourceFieldRef` without a limit.
+    pub allocatable: crate::spec::downward::ResourceList,
 }
 
 impl AgentSettings {
@@ -75,6 +98,13 @@ impl AgentSettings {
             backoff: BackoffPolicy::default(),
             orphan_grace: Duration::from_secs(10),
             policy: policy::NodePolicy::default(),
+            pod_root: std::env::temp_dir()
+                .join("everynode-pods")
+                .join(cluster)
+                .join(node),
+            host_ip: String::new(),
+            seal: None,
+            allocatable: podsetup::allocatable(),
         }
     }
 }

@@ -9,13 +9,15 @@ use tokio::sync::watch;
 use tracing::{info, warn};
 
 use super::daemonset_actor::{DaemonSetActor, Retired, SetWant, Want};
-use super::desired::{desired, granted_revision};
+use super::desired::{desired_with, granted_revision, Desired};
+use super::podsetup::{self, PodSetup, StoreObjects};
 use super::AgentContext;
 use crate::control::store::Store;
-use crate::runtime::RuntimeError;
+use crate::runtime::{RuntimeError, RuntimeKind};
 use crate::scheduling::node::NodeInfo;
 use crate::scheduling::placement::should_run;
 use crate::scheduling::{Taint, TaintEffect};
+use crate::spec::downward::PodFacts;
 use crate::spec::Strategy;
 
 /// Decides, for one DaemonSet, whether this node runs it now.
@@ -107,22 +109,16 @@ impl NodeAgent {
             let drained = store.is_drained(&settings.node) || self.leaving;
             let want = if !drained && runs_here(ds, &node, running, &self.taint_seen, now) {
                 let rev = granted_revision(&store, record, &settings.node);
-                match desired(
-                    &settings.cluster,
-                    &settings.node,
-                    name,
-                    &ds.metadata.namespace,
-                    &rev.hash,
-                    &rev.template,
-                ) {
+                let pod_generation = record.rollout.pod_generation(&settings.node);
+                match self.build(&store, name, ds, &rev.hash, &rev.template, pod_generation) {
                     Ok(d) => {
-                        let mut d = d.with_pod_generation(record.rollout.pod_generation(&settings.node));
+                        let mut d = d.with_pod_generation(pod_generation);
                         d.min_ready_secs = ds.spec.min_ready().as_secs();
                         d.surge = matches!(
                             Strategy::from_spec(&ds.spec.update_strategy).budget(1),
                             Some(b) if b.max_surge > 0
                         );
-                        match settings.policy.check(name, &d.specs) {
+                        match settings.policy.check(name, &d.specs, &settings.pod_root) {
                             Ok(()) => Want::Run(Box::new(d)),
                             Err(why) => Want::Refused(why),
                         }
@@ -143,6 +139,75 @@ impl NodeAgent {
         for name in gone {
             self.send(ctx, &name, Want::Retire);
         }
+    }
+
+    /// The instances of one revision on this node, after its volume files are written and its
+    /// host paths checked.
+    fn build(
+        &self,
+        store: &Store,
+        name: &str,
+        ds: &crate::spec::DaemonSet,
+        revision: &str,
+        template: &crate::spec::PodTemplateSpec,
+        pod_generation: u64,
+    ) -> Result<Desired, crate::agent::AgentError> {
+        let settings = &self.ctx.settings;
+        let namespace = &ds.metadata.namespace;
+        let objects = StoreObjects {
+            store,
+            namespace,
+            seal: settings.seal.as_deref(),
+        };
+        // The host's address is the pod's where they share a network: host network, or the
+        // process runtime, whose instances are plain processes of this host.
+        let shares_host = template.spec.host_network || self.ctx.runtime.kind() == RuntimeKind::Process;
+        let ips = |ip: &str| {
+            if ip.is_empty() {
+                Vec::new()
+            } else {
+                vec![ip.to_string()]
+            }
+        };
+        let pod_ip = if shares_host {
+            settings.host_ip.clone()
+        } else {
+            String::new()
+        };
+        let setup = PodSetup {
+            objects: &objects,
+            facts: PodFacts {
+                name: format!("{name}-{}", settings.node),
+                namespace: namespace.clone(),
+                uid: podsetup::uid(
+                    &settings.cluster,
+                    namespace,
+                    name,
+                    &settings.node,
+                    revision,
+                    pod_generation,
+                ),
+                labels: template.metadata.labels.clone(),
+                annotations: template.metadata.annotations.clone(),
+                node_name: settings.node.clone(),
+                service_account_name: "default".into(),
+                host_ip: settings.host_ip.clone(),
+                host_ips: ips(&settings.host_ip),
+                pod_ips: ips(&pod_ip),
+                pod_ip,
+            },
+            allocatable: Some(&settings.allocatable),
+            dir: podsetup::pod_dir(&settings.pod_root, namespace, name, revision),
+        };
+        podsetup::prepare(name, template, &setup)?;
+        desired_with(
+            &settings.cluster,
+            &settings.node,
+            name,
+            revision,
+            template,
+            &setup,
+        )
     }
 
     fn send(&mut self, ctx: &mut Context<Self>, name: &str, want: Want) {
@@ -169,6 +234,26 @@ impl NodeAgent {
         }
     }
 
+    /// Removes the volume directories of revisions that neither run here nor are granted to
+    /// this node: after the instances using them are gone, never under a running one.
+    fn sweep_pod_dirs(&self, instances: &[crate::runtime::Instance]) {
+        let node = &self.ctx.settings.node;
+        let pod = |ds: &str, rev: &str| {
+            let ns = self
+                .store
+                .daemonsets
+                .get(ds)
+                .map_or("default", |r| r.daemonset.metadata.namespace.as_str());
+            (format!("{ns}_{ds}"), rev.to_string())
+        };
+        let mut keep: std::collections::BTreeSet<(String, String)> =
+            instances.iter().map(|i| pod(&i.daemonset, &i.revision)).collect();
+        for (name, record) in &self.store.daemonsets {
+            keep.insert(pod(name, &record.granted_revision(node).hash));
+        }
+        podsetup::cleanup(&self.ctx.settings.pod_root, &keep);
+    }
+
     /// Removes instances of DaemonSets no actor owns: deleted while the agent was down, or
     /// left by a crash. Skipped while the store copy is empty, since a fresh node has not yet
     /// learnt what should run and must not remove what it ran.
@@ -186,6 +271,7 @@ impl NodeAgent {
                     return;
                 }
             };
+            act.sweep_pod_dirs(&instances);
             let orphans: Vec<String> = instances
                 .iter()
                 .filter(|i| !act.actors.contains_key(&i.daemonset))

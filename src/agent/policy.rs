@@ -23,7 +23,14 @@ pub struct NodePolicy {
 
 impl NodePolicy {
     /// Why `daemonset` may not run here, naming the field and the flag; `Ok` when it may.
-    pub fn check(&self, daemonset: &str, specs: &[InstanceSpec]) -> Result<(), String> {
+    /// Mounts of `own_dir` (the agent's volume directories: ConfigMaps, Secrets, emptyDirs)
+    /// are not host paths the manifest chose, so `--allowed-host-paths` does not apply to them.
+    pub fn check(
+        &self,
+        daemonset: &str,
+        specs: &[InstanceSpec],
+        own_dir: &std::path::Path,
+    ) -> Result<(), String> {
         let refuse = |what: String, flag: &str| {
             Err(format!(
                 "refused by this node's policy ({flag}): daemonset {daemonset} {what}; the node's owner must change the flag, or the DaemonSet must not select this node"
@@ -50,7 +57,11 @@ impl NodePolicy {
                 );
             }
             if let Some(allowed) = &self.allowed_host_paths {
-                for m in &spec.mounts {
+                for m in spec
+                    .mounts
+                    .iter()
+                    .filter(|m| !std::path::Path::new(&m.host_path).starts_with(own_dir))
+                {
                     if !path_allowed(&m.host_path, allowed) {
                         return refuse(
                             format!(
@@ -81,6 +92,26 @@ pub fn path_allowed(path: &str, prefixes: &[String]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const OWN_DIR: &str = "/var/lib/everynode/pods";
+
+    #[test]
+    fn the_agents_own_volume_directories_are_not_host_paths() {
+        let policy = NodePolicy {
+            allowed_host_paths: Some(vec!["/var/log".into()]),
+            ..NodePolicy::default()
+        };
+        let own = spec(
+            false,
+            false,
+            &["/var/lib/everynode/pods/default_x/r1/volumes/cfg"],
+        );
+        assert!(policy.check("ds", &[own], std::path::Path::new(OWN_DIR)).is_ok());
+        let escape = spec(false, false, &["/var/lib/everynode/podsX"]);
+        assert!(policy
+            .check("ds", &[escape], std::path::Path::new(OWN_DIR))
+            .is_err());
+    }
     use crate::runtime::MountSpec;
 
     fn spec(privileged: bool, host_network: bool, paths: &[&str]) -> InstanceSpec {
@@ -93,6 +124,7 @@ mod tests {
                 host_path: p.to_string(),
                 container_path: "/mnt".into(),
                 read_only: true,
+                propagation: None,
             })
             .collect();
         s
@@ -123,7 +155,7 @@ mod tests {
             (&strict, spec(false, false, &["/"]), Some("--allowed-host-paths")),
         ];
         for (policy, s, want) in cases {
-            let got = policy.check("ds", std::slice::from_ref(s));
+            let got = policy.check("ds", std::slice::from_ref(s), std::path::Path::new(OWN_DIR));
             match want {
                 None => assert!(got.is_ok(), "{got:?}"),
                 Some(w) => {
@@ -137,8 +169,14 @@ mod tests {
             ..NodePolicy::default()
         };
         assert!(none_allowed
-            .check("ds", &[spec(false, false, &["/tmp"])])
+            .check(
+                "ds",
+                &[spec(false, false, &["/tmp"])],
+                std::path::Path::new(OWN_DIR)
+            )
             .is_err());
-        assert!(none_allowed.check("ds", &[spec(false, false, &[])]).is_ok());
+        assert!(none_allowed
+            .check("ds", &[spec(false, false, &[])], std::path::Path::new(OWN_DIR))
+            .is_ok());
     }
 }

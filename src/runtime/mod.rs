@@ -90,12 +90,28 @@ pub struct PortSpec {
     pub protocol: Protocol,
 }
 
-/// A host directory or file bound into the container (Kubernetes `hostPath` + `volumeMount`).
+/// A host directory or file bound into the container (a `volumeMount` of a hostPath, or of
+/// the directory where the agent keeps a configMap, secret, downwardAPI, projected or emptyDir
+/// volume).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MountSpec {
     pub host_path: String,
     pub container_path: String,
     pub read_only: bool,
+    /// `None` is private propagation; kept out of the JSON (and the spec hash) when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub propagation: Option<Propagation>,
+}
+
+/// Mount propagation (Kubernetes `mountPropagation`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Propagation {
+    /// Nothing travels (Docker `rprivate`).
+    Private,
+    /// Mounts made on the host later appear inside (Docker `rslave`).
+    HostToContainer,
+    /// Both ways (Docker `rshared`).
+    Bidirectional,
 }
 
 /// Everything a runtime needs to run one instance of one DaemonSet on one node.
@@ -140,6 +156,11 @@ pub struct InstanceSpec {
     pub termination_grace: Duration,
     /// Pod template labels copied onto the instance, so `get pods -l` can select on them.
     pub labels: BTreeMap<String, String>,
+    /// What [`InstanceSpec::spec_hash`] answers instead of hashing this spec: the hash of the
+    /// spec made with ConfigMap and Secret values emptied, so a changed value does not replace
+    /// a running instance (Kubernetes resolves them when a container starts).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity: Option<String>,
 }
 
 /// An empty spec with Kubernetes' defaults (`IfNotPresent`, a 30 s grace), for building specs
@@ -168,6 +189,7 @@ impl Default for InstanceSpec {
             working_dir: None,
             termination_grace: Duration::from_secs(30),
             labels: BTreeMap::new(),
+            identity: None,
         }
     }
 }
@@ -179,6 +201,9 @@ impl InstanceSpec {
     /// FNV-1a over the JSON form, because `DefaultHasher` may change between Rust releases and the
     /// value must survive an agent upgrade.
     pub fn spec_hash(&self) -> String {
+        if let Some(identity) = &self.identity {
+            return identity.clone();
+        }
         let bytes = serde_json::to_vec(self).expect("an InstanceSpec always serializes");
         format!("{:016x}", fnv1a(&bytes))
     }

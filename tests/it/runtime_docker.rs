@@ -177,11 +177,13 @@ async fn env_mounts_user_workdir_and_limits_reach_the_container() {
             host_path: ro.path().to_string_lossy().into_owned(),
             container_path: "/host/ro".into(),
             read_only: true,
+            propagation: None,
         },
         MountSpec {
             host_path: rw.path().to_string_lossy().into_owned(),
             container_path: "/host/rw".into(),
             read_only: false,
+            propagation: None,
         },
     ];
     s.run_as_user = Some(65534);
@@ -354,6 +356,7 @@ async fn a_mount_docker_would_misread_is_refused_and_leaves_nothing() {
         host_path: "relative".into(),
         container_path: "/x".into(),
         read_only: true,
+        propagation: None,
     }];
     assert!(matches!(
         fx.rt.create_and_start(&bad).await,

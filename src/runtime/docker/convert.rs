@@ -82,7 +82,14 @@ pub fn container_config(spec: &InstanceSpec) -> Result<ContainerCreateBody> {
             }
         }
         // Binds, not Mounts: like a hostPath volume, a missing host directory is created.
-        let mode = if m.read_only { "ro" } else { "rw" };
+        let mut mode = if m.read_only { "ro" } else { "rw" }.to_string();
+        if let Some(p) = m.propagation {
+            mode.push_str(match p {
+                crate::runtime::Propagation::Private => ",rprivate",
+                crate::runtime::Propagation::HostToContainer => ",rslave",
+                crate::runtime::Propagation::Bidirectional => ",rshared",
+            });
+        }
         binds.push(format!("{}:{}:{mode}", m.host_path, m.container_path));
     }
 

@@ -100,18 +100,39 @@ fn spec_converts_to_container_config() {
                         host_path: "/var/log".into(),
                         container_path: "/host/log".into(),
                         read_only: true,
+                        propagation: None,
                     },
                     MountSpec {
                         host_path: "/data".into(),
                         container_path: "/data".into(),
                         read_only: false,
+                        propagation: None,
+                    },
+                    MountSpec {
+                        host_path: "/var/lib/kubelet".into(),
+                        container_path: "/var/lib/kubelet".into(),
+                        read_only: false,
+                        propagation: Some(crate::runtime::Propagation::Bidirectional),
+                    },
+                    MountSpec {
+                        host_path: "/sys".into(),
+                        container_path: "/sys".into(),
+                        read_only: true,
+                        propagation: Some(crate::runtime::Propagation::HostToContainer),
                     },
                 ]
             },
             |c| {
                 assert_eq!(
                     host(c).binds.as_deref(),
-                    Some(&["/var/log:/host/log:ro".to_string(), "/data:/data:rw".into()][..])
+                    Some(
+                        &[
+                            "/var/log:/host/log:ro".to_string(),
+                            "/data:/data:rw".into(),
+                            "/var/lib/kubelet:/var/lib/kubelet:rw,rshared".into(),
+                            "/sys:/sys:ro,rslave".into(),
+                        ][..]
+                    )
                 )
             },
         ),
@@ -237,6 +258,7 @@ fn invalid_specs_are_refused_with_the_field() {
                     host_path: "rel".into(),
                     container_path: "/x".into(),
                     read_only: true,
+                    propagation: None,
                 }]
             },
             "must be absolute",
@@ -247,6 +269,7 @@ fn invalid_specs_are_refused_with_the_field() {
                     host_path: "/a:b".into(),
                     container_path: "/x".into(),
                     read_only: true,
+                    propagation: None,
                 }]
             },
             "must not contain ':'",
