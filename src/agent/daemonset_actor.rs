@@ -356,8 +356,9 @@ impl Pass {
         // An invalid template with nothing running still shows why.
         let status = match (&status, &self.want) {
             (None, Want::Invalid(why)) => {
+                // Set first: the status carries it.
+                self.last_error = Some(why.clone());
                 Some(self.status(Phase::Error("CreateContainerConfigError".into()), "", false, None))
-                    .inspect(|_| self.last_error = Some(why.clone()))
             }
             (None, Want::Refused(why)) => {
                 self.last_error = Some(why.clone());

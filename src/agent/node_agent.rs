@@ -11,7 +11,7 @@ use tracing::{info, warn};
 use super::daemonset_actor::{DaemonSetActor, Retired, SetWant, Want};
 use super::desired::{desired_with, granted_revision, Desired};
 use super::podsetup::{self, PodSetup, StoreObjects};
-use super::AgentContext;
+use super::{AgentContext, AgentError};
 use crate::control::store::Store;
 use crate::runtime::{RuntimeError, RuntimeKind};
 use crate::scheduling::node::NodeInfo;
@@ -66,6 +66,10 @@ pub struct NodeAgent {
     taint_seen: BTreeMap<Taint, SystemTime>,
     /// The node is leaving the cluster: every DaemonSet is retired and none starts.
     leaving: bool,
+    /// The last instances each DaemonSet was told to run, kept so that a ConfigMap or Secret
+    /// deleted under a running instance does not stop it (Kubernetes keeps such a pod running;
+    /// only a new start needs the object).
+    last_run: BTreeMap<String, Desired>,
 }
 
 impl NodeAgent {
@@ -80,6 +84,7 @@ impl NodeAgent {
             retiring: Default::default(),
             taint_seen: BTreeMap::new(),
             leaving: false,
+            last_run: BTreeMap::new(),
         }
     }
 
@@ -119,8 +124,19 @@ impl NodeAgent {
                             Some(b) if b.max_surge > 0
                         );
                         match settings.policy.check(name, &d.specs, &settings.pod_root) {
-                            Ok(()) => Want::Run(Box::new(d)),
+                            Ok(()) => {
+                                self.last_run.insert(name.clone(), d.clone());
+                                Want::Run(Box::new(d))
+                            }
                             Err(why) => Want::Refused(why),
+                        }
+                    }
+                    Err(e @ (AgentError::Config { .. } | AgentError::Volume { .. })) => {
+                        match self.last_run.get(name) {
+                            Some(last) if last.revision() == rev.hash && running => {
+                                Want::Run(Box::new(last.clone()))
+                            }
+                            _ => Want::Invalid(e.to_string()),
                         }
                     }
                     Err(e) => Want::Invalid(e.to_string()),
@@ -139,6 +155,7 @@ impl NodeAgent {
         for name in gone {
             self.send(ctx, &name, Want::Retire);
         }
+        self.last_run.retain(|n, _| store.daemonsets.contains_key(n));
     }
 
     /// The instances of one revision on this node, after its volume files are written and its

@@ -24,6 +24,7 @@ mod cli_errors;
 mod e2e_agent;
 mod e2e_control;
 mod e2e_docker_agent;
+mod e2e_docker_bundle;
 mod e2e_docker_rollout;
 mod e2e_membership;
 mod e2e_rollout;
