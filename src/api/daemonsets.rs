@@ -15,6 +15,7 @@ use crate::control::configs::SealedSecret;
 use crate::control::nodes;
 use crate::control::store::{Command, DaemonSetRecord, Response as StoreResponse, Store};
 use crate::membership::{Member, MemberState};
+use crate::spec::references::{key_refs, RefKind};
 use crate::spec::{object_from_json, ConfigMap, DaemonSet, Object, Secret};
 
 fn now() -> u64 {
@@ -106,6 +107,61 @@ fn check(objects: &[serde_json::Value]) -> Result<Checked, ApiError> {
     Ok(out)
 }
 
+/// Keys a DaemonSet names in a ConfigMap or Secret that exists (in this apply or the store)
+/// but lacks: refused now, with the field, rather than found later on every node. An object
+/// that does not exist yet is no error: the instances wait for it.
+fn missing_keys(checked: &Checked, store: &Store) -> Vec<String> {
+    let keys_of = |kind: RefKind, namespace: &str, name: &str| -> Option<BTreeSet<String>> {
+        match kind {
+            RefKind::ConfigMap => checked
+                .config_maps
+                .iter()
+                .find(|c| c.metadata.namespace == namespace && c.metadata.name == name)
+                .map(|c| c.bytes().into_keys().collect())
+                .or_else(|| {
+                    store
+                        .config_maps
+                        .get(&crate::control::configs::key(namespace, name))
+                        .map(|r| r.config_map.bytes().into_keys().collect())
+                }),
+            RefKind::Secret => checked
+                .secrets
+                .iter()
+                .find(|s| s.metadata.namespace == namespace && s.metadata.name == name)
+                .map(|s| s.data.keys().cloned().collect())
+                .or_else(|| {
+                    store
+                        .secrets
+                        .get(&crate::control::configs::key(namespace, name))
+                        .map(|r| r.secret.sizes.keys().cloned().collect())
+                }),
+        }
+    };
+    let mut errors = Vec::new();
+    for ds in &checked.daemonsets {
+        let ns = &ds.metadata.namespace;
+        for r in key_refs(&ds.spec.template) {
+            if let Some(keys) = keys_of(r.kind, ns, &r.name) {
+                if !keys.contains(&r.key) {
+                    errors.push(format!(
+                        "daemonset {}: {}: Not found: {:?}: {} {}/{} has no key {:?} (its keys: {}); fix the key, add it to the {}, or mark the reference optional",
+                        ds.metadata.name,
+                        r.path,
+                        r.key,
+                        r.kind.as_str(),
+                        ns,
+                        r.name,
+                        r.key,
+                        keys.iter().cloned().collect::<Vec<_>>().join(", "),
+                        r.kind.as_str()
+                    ));
+                }
+            }
+        }
+    }
+    errors
+}
+
 pub async fn apply(
     State(s): State<ApiState>,
     Json(req): Json<ApplyRequest>,
@@ -114,6 +170,13 @@ pub async fn apply(
         return Err(ApiError(StatusCode::BAD_REQUEST, "no objects to apply".into()));
     }
     let mut checked = check(&req.objects)?;
+    let missing = missing_keys(&checked, &s.control.replica.current());
+    if !missing.is_empty() {
+        return Err(ApiError(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!("{}\nnothing was applied", missing.join("\n")),
+        ));
+    }
     let sealed: Vec<SealedSecret> = checked
         .secrets
         .iter()

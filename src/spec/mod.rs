@@ -50,6 +50,7 @@ pub mod manifest;
 pub mod meta;
 pub mod pod;
 pub mod quantity;
+pub mod references;
 pub mod revision;
 mod schema;
 pub mod strategy;

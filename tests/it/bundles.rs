@@ -334,6 +334,27 @@ fn config_objects_by_namespace_secret_values_for_the_admin_only_and_bad_input_ch
         assert_eq!(cluster_objects(node), before, "{file} changed the store");
     }
 
+    // A volume naming a key its ConfigMap (in the same input) does not have: refused by the
+    // server with the field, and nothing of the input stored or started.
+    let bad_key = write(
+        dir,
+        "bad-key.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: cfg}\ndata: {a.conf: x}\n---\n\
+         apiVersion: apps/v1\nkind: DaemonSet\nmetadata: {name: keyed}\nspec:\n  selector: {matchLabels: {app: keyed}}\n  template:\n    metadata: {labels: {app: keyed}}\n    spec:\n      containers: [{name: a, image: 'x:1', volumeMounts: [{name: c, mountPath: /c}]}]\n      volumes: [{name: c, configMap: {name: cfg, items: [{key: b.conf, path: b.conf}]}}]\n",
+    );
+    let out = node.cli(&["apply", "-f", bad_key.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("daemonset keyed: spec.template.spec.volumes[0].configMap.items[0].key: Not found: \"b.conf\": configmap default/cfg has no key \"b.conf\""),
+        "{stderr}"
+    );
+    assert_eq!(
+        cluster_objects(node),
+        before,
+        "the refused input stored something"
+    );
+
     let out = node.cli(&["delete", "cm", "shipper", "-n", "logging"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(
