@@ -151,6 +151,7 @@ fn apply(ds: crate::spec::DaemonSet) -> Command {
         daemonsets: vec![ds],
         config_maps: vec![],
         secrets: vec![],
+        warnings: Default::default(),
         at: 0,
     }
 }
@@ -303,6 +304,7 @@ fn many_daemonsets_share_one_runtime_listing_per_resync() {
             daemonsets: names.iter().map(|n| daemonset(n, "")).collect(),
             config_maps: vec![],
             secrets: vec![],
+            warnings: Default::default(),
             at: 0,
         });
         eventually("every DaemonSet Running", || {

@@ -182,10 +182,24 @@ pub async fn apply(
         .iter()
         .map(|secret| SealedSecret::seal(secret, &s.secrets))
         .collect();
+    let warnings = checked
+        .daemonsets
+        .iter()
+        .filter_map(|ds| {
+            let id = (
+                "DaemonSet".to_string(),
+                ds.metadata.namespace.clone(),
+                ds.metadata.name.clone(),
+            );
+            let w = checked.warnings.get(&id).filter(|w| !w.is_empty())?;
+            Some((ds.metadata.name.clone(), w.clone()))
+        })
+        .collect();
     let cmd = Command::Apply {
         daemonsets: checked.daemonsets.clone(),
         config_maps: checked.config_maps.clone(),
         secrets: sealed,
+        warnings,
         at: now(),
     };
     match s.control.writer.write(cmd).await? {

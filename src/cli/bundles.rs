@@ -58,10 +58,8 @@ fn stored(source: &str, valid: Vec<Valid>, what: &str) -> anyhow::Result<Vec<Val
 
 pub async fn apply(server: &Target, source: &str, format: OutputFormat) -> anyhow::Result<ExitCode> {
     let valid = stored(source, load_valid(source)?, "apply")?;
-    let objects = valid
-        .iter()
-        .map(|v| serde_json::to_value(&v.object))
-        .collect::<Result<Vec<_>, _>>()?;
+    // As written, not as modelled: the server then names every field it does not honour.
+    let objects = valid.iter().map(|v| v.raw.clone()).collect();
     let results: Vec<ApplyResult> = Client::new(server)?
         .post("/v1/apply", &ApplyRequest { objects })
         .await?;

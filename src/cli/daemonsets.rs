@@ -163,6 +163,13 @@ pub fn render_description(v: &DaemonSetView) -> String {
             let _ = writeln!(out, "    Args:       {}", c.args.join(" "));
         }
     }
+    if !v.record.not_honoured.is_empty() {
+        // The same words apply and validate print: one table of honoured fields serves all.
+        let _ = writeln!(out, "Not honoured:");
+        for w in &v.record.not_honoured {
+            let _ = writeln!(out, "  {w}");
+        }
+    }
     let _ = writeln!(out, "Revisions:");
     let rows: Vec<Vec<String>> = v
         .record

@@ -257,6 +257,7 @@ mod tests {
             daemonsets: vec![],
             config_maps,
             secrets,
+            warnings: Default::default(),
             at: 10,
         })
     }

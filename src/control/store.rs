@@ -73,6 +73,9 @@ pub struct DaemonSetRecord {
     /// Which revision each node may run, and the rollout's pause and failure.
     #[serde(default)]
     pub rollout: RolloutState,
+    /// What the last apply said the template asks for and everynode does not do.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub not_honoured: Vec<String>,
 }
 
 /// How long a departure is remembered: gossip forgets a dead generation after a day (chitchat's
@@ -194,6 +197,10 @@ pub enum Command {
         config_maps: Vec<ConfigMap>,
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         secrets: Vec<SealedSecret>,
+        /// By DaemonSet name: the template's fields everynode does not honour, with why, as
+        /// the validator words them, so `describe` can say so after the fact.
+        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+        warnings: BTreeMap<String, Vec<String>>,
         at: u64,
     },
     Delete {
@@ -342,6 +349,7 @@ impl Store {
                 daemonsets,
                 config_maps,
                 secrets,
+                warnings,
                 at,
             } => {
                 self.prune_departed(*at);
@@ -362,6 +370,11 @@ impl Store {
                     .collect();
                 results.extend(secrets.iter().map(|s| self.apply_secret(s, *at)));
                 results.extend(daemonsets.iter().map(|ds| self.apply_daemonset(ds, *at)));
+                for ds in daemonsets {
+                    if let Some(record) = self.daemonsets.get_mut(&ds.metadata.name) {
+                        record.not_honoured = warnings.get(&ds.metadata.name).cloned().unwrap_or_default();
+                    }
+                }
                 Response::Applied { results }
             }
             Command::DeleteConfig {
@@ -766,6 +779,7 @@ impl Store {
                         message: format!("created with revision 1 ({})", images(ds)),
                     }],
                     rollout: RolloutState::default(),
+                    not_honoured: Vec::new(),
                 },
             );
             return Applied::daemonset(ds, ApplyOutcome::Created, 1);
@@ -870,6 +884,7 @@ mod tests {
             daemonsets: vec![d.clone()],
             config_maps: vec![],
             secrets: vec![],
+            warnings: Default::default(),
             at: 100,
         })
     }
@@ -976,6 +991,7 @@ mod tests {
                 daemonsets: vec![],
                 config_maps: vec![],
                 secrets: vec![],
+                warnings: Default::default(),
                 at,
             })
         };
@@ -1043,6 +1059,7 @@ mod tests {
             daemonsets: vec![fresh, other],
             config_maps: vec![],
             secrets: vec![],
+            warnings: Default::default(),
             at: 1,
         };
         assert!(matches!(s.apply(&both), Response::Conflict { .. }));

@@ -41,6 +41,7 @@ fn apply(s: &mut Store, image: &str, at: u64) {
         daemonsets: vec![daemonset(image, 1)],
         config_maps: vec![],
         secrets: vec![],
+        warnings: Default::default(),
         at,
     });
     assert!(matches!(r, Response::Applied { .. }), "{r:?}");

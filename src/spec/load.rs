@@ -259,5 +259,6 @@ fn single(node: &Node, origin: Origin) -> Vec<Manifest> {
             name,
         })),
         issues: Vec::new(),
+        raw: None,
     }]
 }

@@ -155,6 +155,10 @@ pub struct Manifest {
     pub object: Option<Object>,
     /// Errors and warnings, in document order.
     pub issues: Vec<Issue>,
+    /// The object as written, every field kept: what a client sends, so the server finds the
+    /// same fields not honoured as a local validation does.
+    #[serde(skip)]
+    pub raw: Option<serde_json::Value>,
 }
 
 impl Manifest {
@@ -164,6 +168,7 @@ impl Manifest {
             origin,
             object: None,
             issues: vec![issue],
+            raw: None,
         }
     }
 
@@ -202,6 +207,9 @@ impl Manifest {
     pub fn into_valid(self) -> Result<Valid, InvalidManifest> {
         match self.object {
             Some(object) if !self.issues.iter().any(Issue::is_error) => Ok(Valid {
+                raw: self
+                    .raw
+                    .unwrap_or_else(|| serde_json::to_value(&object).unwrap_or_default()),
                 object,
                 warnings: self.issues,
             }),
@@ -219,6 +227,8 @@ impl Manifest {
 pub struct Valid {
     pub object: Object,
     pub warnings: Vec<Issue>,
+    /// The object as written (see [`Manifest::raw`]).
+    pub raw: serde_json::Value,
 }
 
 impl Valid {
@@ -335,6 +345,7 @@ fn read<T: serde::de::DeserializeOwned>(
         origin,
         object,
         issues,
+        raw: Some(node.to_json()),
     }
 }
 

@@ -169,11 +169,19 @@ fn every_corpus_bundle_applies_and_its_daemonsets_configmaps_and_secrets_are_sto
                 file.display()
             );
         }
-        let skipped = spec::load(file.to_str().unwrap())
-            .unwrap()
+        let loaded = spec::load(file.to_str().unwrap()).unwrap();
+        let skipped = loaded
             .iter()
             .filter(|m| matches!(m.object, Some(Object::Skipped(_))))
             .count();
+        // apply prints every warning validate prints: the server reads the objects as written.
+        let warnings: usize = loaded.iter().map(|m| m.warnings().count()).sum();
+        assert_eq!(
+            stderr.matches("Warning: ").count(),
+            warnings,
+            "{}: {stderr}",
+            file.display()
+        );
         assert_eq!(
             stderr.matches(" skipped: everynode does not run ").count(),
             skipped,
