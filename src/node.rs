@@ -262,6 +262,7 @@ pub async fn run_with(
         AgentSettings {
             policy: config.policy.clone(),
             pod_root: config.data_dir.join(POD_DIR),
+            seccomp_dir: config.data_dir.join("seccomp"),
             host_ip: advertise_ip.to_string(),
             seal: Some(seal.clone()),
             ..AgentSettings::new(&config.cluster, &node_id)

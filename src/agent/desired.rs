@@ -85,6 +85,7 @@ pub fn desired(
             daemonset,
             revision,
         ),
+        seccomp_dir: std::env::temp_dir().join("everynode-seccomp"),
     };
     desired_with(cluster, node, daemonset, revision, template, &setup)
 }
@@ -223,6 +224,64 @@ fn instance_spec(
         termination_grace: pod.termination_grace_period(),
         labels: template.metadata.labels.clone(),
         identity: None,
+        security: security_spec(&security, pod.host_ipc, setup)
+            .map_err(|(field, reason)| invalid(field, reason))?,
+    })
+}
+
+/// The securityContext beyond privileged and runAsUser, checked against what the runtimes can do.
+fn security_spec(
+    sc: &crate::spec::container::SecurityContext,
+    host_ipc: bool,
+    setup: &PodSetup,
+) -> Result<runtime::SecuritySpec, (String, String)> {
+    let run_as_group = match sc.run_as_group {
+        None => None,
+        Some(g) => Some(u32::try_from(g).map_err(|_| {
+            (
+                "securityContext.runAsGroup".to_string(),
+                format!("{g} is not a valid group id"),
+            )
+        })?),
+    };
+    if sc.run_as_non_root == Some(true) && sc.run_as_user.is_none() {
+        // kubelet would check the image's user; the agent cannot read it before the start.
+        return Err((
+            "securityContext.runAsNonRoot".into(),
+            "needs runAsUser here: the image's user is not known before the container starts; set runAsUser to a non-zero uid".into(),
+        ));
+    }
+    let seccomp = match &sc.seccomp_profile {
+        None => None,
+        Some(p) => Some(match p.type_.as_str() {
+            "Unconfined" => runtime::Seccomp::Unconfined,
+            "Localhost" => {
+                let file = setup
+                    .seccomp_dir
+                    .join(p.localhost_profile.as_deref().unwrap_or_default());
+                let json = std::fs::read_to_string(&file).map_err(|e| {
+                    (
+                        "securityContext.seccompProfile.localhostProfile".to_string(),
+                        format!(
+                            "cannot read the profile {}: {e}; put it in the node's DATA_DIR/seccomp",
+                            file.display()
+                        ),
+                    )
+                })?;
+                runtime::Seccomp::Localhost(json)
+            }
+            _ => runtime::Seccomp::RuntimeDefault,
+        }),
+    };
+    let caps = sc.capabilities.clone().unwrap_or_default();
+    Ok(runtime::SecuritySpec {
+        run_as_group,
+        read_only_root_fs: sc.read_only_root_filesystem == Some(true),
+        no_new_privileges: sc.allow_privilege_escalation == Some(false),
+        cap_add: caps.add,
+        cap_drop: caps.drop,
+        seccomp,
+        host_ipc,
     })
 }
 

@@ -80,6 +80,8 @@ pub struct AgentSettings {
     pub policy: policy::NodePolicy,
     /// Where instances' volume files live (configMap, secret, downwardAPI, projected, emptyDir).
     pub pod_root: std::path::PathBuf,
+    /// Where `seccompProfile: {type: Localhost}` profiles are read from.
+    pub seccomp_dir: std::path::PathBuf,
     /// This node's advertised address: `status.hostIP` (and `status.podIP` where the instance
     /// shares the host's network).
     pub host_ip: String,
@@ -102,6 +104,7 @@ impl AgentSettings {
                 .join("everynode-pods")
                 .join(cluster)
                 .join(node),
+            seccomp_dir: std::env::temp_dir().join("everynode-seccomp"),
             host_ip: String::new(),
             seal: None,
             allocatable: podsetup::allocatable(),

@@ -215,6 +215,7 @@ impl NodeAgent {
             },
             allocatable: Some(&settings.allocatable),
             dir: podsetup::pod_dir(&settings.pod_root, namespace, name, revision),
+            seccomp_dir: settings.seccomp_dir.clone(),
         };
         podsetup::prepare(name, template, &setup)?;
         desired_with(

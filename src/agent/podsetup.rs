@@ -79,6 +79,8 @@ pub struct PodSetup<'a> {
     pub allocatable: Option<&'a ResourceList>,
     /// The directory of this pod's volumes (see [`pod_dir`]).
     pub dir: PathBuf,
+    /// Where `seccompProfile.localhostProfile` files are read from (`DATA_DIR/seccomp`).
+    pub seccomp_dir: PathBuf,
 }
 
 impl PodSetup<'_> {

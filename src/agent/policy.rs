@@ -44,6 +44,32 @@ impl NodePolicy {
                     "--deny-privileged",
                 );
             }
+            // What amounts to privileged: every capability, the admin one, or no seccomp filter.
+            if self.deny_privileged {
+                if let Some(cap) = spec
+                    .security
+                    .cap_add
+                    .iter()
+                    .find(|c| matches!(c.as_str(), "ALL" | "SYS_ADMIN" | "CAP_SYS_ADMIN"))
+                {
+                    return refuse(
+                        format!("container {c} adds capability {cap}, as good as privileged"),
+                        "--deny-privileged",
+                    );
+                }
+                if spec.security.seccomp == Some(crate::runtime::Seccomp::Unconfined) {
+                    return refuse(
+                        format!("container {c} asks for no seccomp filter (Unconfined)"),
+                        "--deny-privileged",
+                    );
+                }
+            }
+            if self.deny_host_network && spec.security.host_ipc {
+                return refuse(
+                    "asks for the host's IPC namespace (hostIPC)".into(),
+                    "--deny-host-network",
+                );
+            }
             if self.deny_host_network && spec.host_network {
                 return refuse(
                     "asks for the host's network (hostNetwork)".into(),
@@ -94,6 +120,27 @@ mod tests {
     use super::*;
 
     const OWN_DIR: &str = "/var/lib/everynode/pods";
+
+    #[test]
+    fn deny_privileged_also_refuses_what_amounts_to_it() {
+        let policy = NodePolicy {
+            deny_privileged: true,
+            ..NodePolicy::default()
+        };
+        let own = std::path::Path::new(OWN_DIR);
+        let mut s = spec(false, false, &[]);
+        s.security.cap_add = vec!["NET_ADMIN".into()];
+        assert!(policy.check("ds", std::slice::from_ref(&s), own).is_ok());
+        s.security.cap_add = vec!["SYS_ADMIN".into()];
+        let why = policy.check("ds", std::slice::from_ref(&s), own).unwrap_err();
+        assert!(
+            why.contains("adds capability SYS_ADMIN") && why.contains("--deny-privileged"),
+            "{why}"
+        );
+        s.security.cap_add.clear();
+        s.security.seccomp = Some(crate::runtime::Seccomp::Unconfined);
+        assert!(policy.check("ds", &[s], own).unwrap_err().contains("Unconfined"));
+    }
 
     #[test]
     fn the_agents_own_volume_directories_are_not_host_paths() {

@@ -161,6 +161,48 @@ pub struct InstanceSpec {
     /// a running instance (Kubernetes resolves them when a container starts).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub identity: Option<String>,
+    /// The rest of the container's securityContext, and hostIPC; left out of the JSON (and so
+    /// of the spec hash) when nothing is set.
+    #[serde(default, skip_serializing_if = "SecuritySpec::is_unset")]
+    pub security: SecuritySpec,
+}
+
+/// What a container may do beyond `privileged` and `run_as_user`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SecuritySpec {
+    /// Primary group (`runAsGroup`); needs `run_as_user` on Docker.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_as_group: Option<u32>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub read_only_root_fs: bool,
+    /// `allowPrivilegeEscalation: false`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub no_new_privileges: bool,
+    /// Capability names without `CAP_`, or `ALL`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cap_add: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cap_drop: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seccomp: Option<Seccomp>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub host_ipc: bool,
+}
+
+impl SecuritySpec {
+    pub fn is_unset(&self) -> bool {
+        *self == SecuritySpec::default()
+    }
+}
+
+/// The seccomp filter of a container.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Seccomp {
+    /// The runtime's default profile (also what Docker applies when none is named).
+    RuntimeDefault,
+    Unconfined,
+    /// A profile's JSON, read by the agent from the node's seccomp directory.
+    Localhost(String),
 }
 
 /// An empty spec with Kubernetes' defaults (`IfNotPresent`, a 30 s grace), for building specs
@@ -190,6 +232,7 @@ impl Default for InstanceSpec {
             termination_grace: Duration::from_secs(30),
             labels: BTreeMap::new(),
             identity: None,
+            security: SecuritySpec::default(),
         }
     }
 }

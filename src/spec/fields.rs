@@ -122,6 +122,7 @@ static POD_SPEC: Schema = Schema::new(
         f("volumes", ObjectList(&VOLUME)),
         f("hostNetwork", Bool),
         f("hostPID", Bool),
+        f("hostIPC", Bool),
         f("nodeSelector", StrMap),
         f("nodeName", Str),
         f("affinity", Object(&AFFINITY)),
@@ -162,7 +163,6 @@ static POD_SPEC: Schema = Schema::new(
         ignored("activeDeadlineSeconds"),
         ignored("ephemeralContainers"),
         ignored("hostAliases"),
-        ignored_if_not("hostIPC", "false"),
         ignored("hostUsers"),
         ignored("hostname"),
         ignored("hostnameOverride"),
@@ -345,19 +345,32 @@ static SECURITY_CONTEXT: Schema = Schema::new(
     &[
         f("privileged", Bool),
         f("runAsUser", Int64),
-        ignored("allowPrivilegeEscalation"),
-        ignored("appArmorProfile"),
+        f("runAsGroup", Int64),
+        f("runAsNonRoot", Bool),
+        f("readOnlyRootFilesystem", Bool),
+        f("allowPrivilegeEscalation", Bool),
+        f("capabilities", Object(&CAPABILITIES)),
+        f("seccompProfile", Object(&SECCOMP_PROFILE)),
         note(
-            "capabilities",
-            "capabilities are not changed; use privileged: true if the agent needs them",
+            "appArmorProfile",
+            "AppArmor profiles are not set; the runtime's default applies",
         ),
-        ignored("procMount"),
-        ignored("readOnlyRootFilesystem"),
-        ignored("runAsGroup"),
-        ignored("runAsNonRoot"),
-        ignored("seLinuxOptions"),
-        ignored("seccompProfile"),
+        ignored_if_not("procMount", "Default"),
+        note(
+            "seLinuxOptions",
+            "SELinux labels are not set; the runtime's default applies",
+        ),
         ignored("windowsOptions"),
+    ],
+);
+
+static CAPABILITIES: Schema = Schema::new("Capabilities", &[f("add", StrList), f("drop", StrList)]);
+
+static SECCOMP_PROFILE: Schema = Schema::new(
+    "SeccompProfile",
+    &[
+        req("type", Enum(&["RuntimeDefault", "Unconfined", "Localhost"])),
+        f("localhostProfile", Str),
     ],
 );
 

@@ -58,6 +58,8 @@ impl fmt::Display for Origin {
 
 /// One object of an input, by kind.
 /// Serialized as the object itself, which carries its own `kind`.
+// One value per object of an input, a few hundred at most: boxing the large variant buys nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(untagged)]
 pub enum Object {

@@ -45,6 +45,9 @@ pub struct PodSpec {
     /// Use the host's process namespace.
     #[serde(default, rename = "hostPID", skip_serializing_if = "std::ops::Not::not")]
     pub host_pid: bool,
+    /// Use the host's IPC namespace.
+    #[serde(default, rename = "hostIPC", skip_serializing_if = "std::ops::Not::not")]
+    pub host_ipc: bool,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub node_selector: BTreeMap<String, String>,
     /// Pins the DaemonSet to one node, as Kubernetes does for a template with `nodeName`.
@@ -67,6 +70,7 @@ impl Default for PodSpec {
             volumes: Vec::new(),
             host_network: false,
             host_pid: false,
+            host_ipc: false,
             node_selector: BTreeMap::new(),
             node_name: None,
             affinity: None,

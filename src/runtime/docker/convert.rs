@@ -10,6 +10,33 @@ use bollard::models::{
 
 use crate::runtime::{labels, Instance, InstanceSpec, InstanceState, Result, RuntimeError};
 
+/// Docker's `User`: `uid` or `uid:gid`.
+fn user(spec: &InstanceSpec) -> Result<Option<String>> {
+    match (spec.run_as_user, spec.security.run_as_group) {
+        (None, None) => Ok(None),
+        (Some(u), None) => Ok(Some(u.to_string())),
+        (Some(u), Some(g)) => Ok(Some(format!("{u}:{g}"))),
+        (None, Some(g)) => Err(RuntimeError::invalid(format!(
+            "runAsGroup {g} without runAsUser: Docker sets a group only with a user; set runAsUser too"
+        ))),
+    }
+}
+
+/// `no-new-privileges` and the seccomp profile, as Docker's `--security-opt` takes them.
+fn security_opt(spec: &InstanceSpec) -> Option<Vec<String>> {
+    let mut opts = Vec::new();
+    if spec.security.no_new_privileges {
+        opts.push("no-new-privileges".to_string());
+    }
+    match &spec.security.seccomp {
+        Some(crate::runtime::Seccomp::Unconfined) => opts.push("seccomp=unconfined".into()),
+        // The engine takes the profile itself, not a path (the CLI reads the file).
+        Some(crate::runtime::Seccomp::Localhost(json)) => opts.push(format!("seccomp={json}")),
+        Some(crate::runtime::Seccomp::RuntimeDefault) | None => {}
+    }
+    (!opts.is_empty()).then_some(opts)
+}
+
 /// Turns a spec into the body of `POST /containers/create`, validating what Docker would reject
 /// late or silently misread. Pure, so a table of cases tests it.
 pub fn container_config(spec: &InstanceSpec) -> Result<ContainerCreateBody> {
@@ -115,6 +142,11 @@ pub fn container_config(spec: &InstanceSpec) -> Result<ContainerCreateBody> {
         network_mode: spec.host_network.then(|| "host".to_string()),
         pid_mode: spec.host_pid.then(|| "host".to_string()),
         privileged: spec.privileged.then_some(true),
+        ipc_mode: spec.security.host_ipc.then(|| "host".to_string()),
+        readonly_rootfs: spec.security.read_only_root_fs.then_some(true),
+        cap_add: (!spec.security.cap_add.is_empty()).then(|| spec.security.cap_add.clone()),
+        cap_drop: (!spec.security.cap_drop.is_empty()).then(|| spec.security.cap_drop.clone()),
+        security_opt: security_opt(spec),
         nano_cpus,
         memory,
         // The agent restarts with back-off and counts restarts; the engine must not race it.
@@ -131,7 +163,7 @@ pub fn container_config(spec: &InstanceSpec) -> Result<ContainerCreateBody> {
         cmd: (!spec.args.is_empty()).then(|| spec.args.clone()),
         env: (!env.is_empty()).then_some(env),
         exposed_ports: (!exposed.is_empty()).then_some(exposed),
-        user: spec.run_as_user.map(|u| u.to_string()),
+        user: user(spec)?,
         working_dir: spec.working_dir.clone(),
         labels: Some(labels::for_spec(spec).into_iter().collect()),
         // So a `docker stop` by hand honours the grace period too.

@@ -196,7 +196,8 @@ impl ContainerRuntime for ProcessRuntime {
                 working_dir.display()
             )));
         }
-        let uid_gid = user_switch(spec.run_as_user)?;
+        let uid_gid =
+            user_switch(spec.run_as_user)?.map(|(uid, gid)| (uid, spec.security.run_as_group.unwrap_or(gid)));
         let ignored = ignored_settings(spec);
         if !ignored.is_empty() {
             tracing::debug!(daemonset = %spec.daemonset, ignored = ?ignored, "process runtime ignores these settings");
@@ -421,6 +422,19 @@ fn ignored_settings(spec: &InstanceSpec) -> Vec<&'static str> {
     }
     if spec.privileged {
         ignored.push("privileged");
+    }
+    let sec = &spec.security;
+    if !sec.cap_add.is_empty() || !sec.cap_drop.is_empty() {
+        ignored.push("capabilities");
+    }
+    if sec.read_only_root_fs {
+        ignored.push("readOnlyRootFilesystem");
+    }
+    if sec.seccomp.is_some() || sec.no_new_privileges {
+        ignored.push("seccompProfile/allowPrivilegeEscalation");
+    }
+    if sec.host_ipc {
+        ignored.push("hostIPC (always the host's)");
     }
     ignored
 }

@@ -63,14 +63,64 @@ pub(crate) fn containers(out: &mut Issues, pod: &FieldPath, spec: &PodSpec, volu
                 self::probe(out, &p.child(name), c, probe, name != "readinessProbe");
             }
         }
-        if let Some(uid) = c.security_context.as_ref().and_then(|s| s.run_as_user) {
-            if !(0..=i64::from(i32::MAX)).contains(&uid) {
-                out.invalid(
-                    &p.child("securityContext").child("runAsUser"),
-                    uid,
-                    "must be between 0 and 2147483647, inclusive",
-                );
+        if let Some(sc) = &c.security_context {
+            security_context(out, &p.child("securityContext"), sc);
+        }
+    }
+}
+
+fn security_context(out: &mut Issues, p: &FieldPath, sc: &crate::spec::container::SecurityContext) {
+    for (name, id) in [("runAsUser", sc.run_as_user), ("runAsGroup", sc.run_as_group)] {
+        if let Some(id) = id.filter(|id| !(0..=i64::from(i32::MAX)).contains(id)) {
+            out.invalid(&p.child(name), id, "must be between 0 and 2147483647, inclusive");
+        }
+    }
+    if sc.run_as_non_root == Some(true) && sc.run_as_user == Some(0) {
+        out.invalid(
+            &p.child("runAsNonRoot"),
+            true,
+            "runAsUser 0 is root: the container would never start",
+        )
+        .hint("set runAsUser to a non-zero uid, or drop runAsNonRoot");
+    }
+    if sc.allow_privilege_escalation == Some(false) && sc.privileged == Some(true) {
+        out.invalid(
+            &p.child("allowPrivilegeEscalation"),
+            false,
+            "cannot set allowPrivilegeEscalation to false and privileged to true",
+        );
+    }
+    if let Some(caps) = &sc.capabilities {
+        for (list, names) in [("add", &caps.add), ("drop", &caps.drop)] {
+            for (i, name) in names.iter().enumerate() {
+                let ok = !name.is_empty()
+                    && name
+                        .bytes()
+                        .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_');
+                if !ok {
+                    out.invalid(
+                        &p.child("capabilities").child(list).index(i),
+                        name,
+                        "a capability is written in capitals without CAP_, e.g. NET_ADMIN or ALL",
+                    );
+                }
             }
+        }
+    }
+    if let Some(profile) = &sc.seccomp_profile {
+        let path = p.child("seccompProfile").child("localhostProfile");
+        match (profile.type_.as_str(), &profile.localhost_profile) {
+            ("Localhost", None) => {
+                out.required(&path)
+                    .hint("name the profile file, relative to the node's DATA_DIR/seccomp");
+            }
+            ("Localhost", Some(file)) if file.starts_with('/') || file.split('/').any(|c| c == "..") => {
+                out.invalid(&path, file, "must be a relative path without '..'");
+            }
+            ("RuntimeDefault" | "Unconfined", Some(_)) => {
+                out.err(&path, "Forbidden: can only be set if type is Localhost");
+            }
+            _ => {}
         }
     }
 }

@@ -1113,3 +1113,54 @@ fn every_downward_field_the_resolver_reads_is_accepted_where_kubernetes_accepts_
         }
     }
 }
+
+#[test]
+fn the_security_context_is_honoured_and_checked() {
+    let sc = |v: Value| container(json!({"securityContext": v}));
+    let full = sc(json!({
+        "runAsUser": 1000, "runAsGroup": 1000, "runAsNonRoot": true, "readOnlyRootFilesystem": true,
+        "allowPrivilegeEscalation": false, "capabilities": {"add": ["NET_ADMIN"], "drop": ["ALL"]},
+        "seccompProfile": {"type": "RuntimeDefault"}
+    }));
+    assert_eq!(
+        check(&full),
+        (vec![], vec![], vec![]),
+        "every field honoured, no warning"
+    );
+    let host_ipc = pod(json!({"hostIPC": true, "containers": [{"name": "a", "image": "x:1"}]}));
+    assert_eq!(check(&host_ipc).0, Vec::<String>::new());
+    let sp = format!("{C0}.securityContext");
+    for (patch, path) in [
+        (sc(json!({"runAsGroup": -1})), format!("{sp}.runAsGroup")),
+        (
+            sc(json!({"runAsUser": 0, "runAsNonRoot": true})),
+            format!("{sp}.runAsNonRoot"),
+        ),
+        (
+            sc(json!({"privileged": true, "allowPrivilegeEscalation": false})),
+            format!("{sp}.allowPrivilegeEscalation"),
+        ),
+        (
+            sc(json!({"capabilities": {"add": ["cap_net_admin"]}})),
+            format!("{sp}.capabilities.add[0]"),
+        ),
+        (
+            sc(json!({"seccompProfile": {"type": "Localhost"}})),
+            format!("{sp}.seccompProfile.localhostProfile"),
+        ),
+        (
+            sc(json!({"seccompProfile": {"type": "Localhost", "localhostProfile": "../x.json"}})),
+            format!("{sp}.seccompProfile.localhostProfile"),
+        ),
+        (
+            sc(json!({"seccompProfile": {"type": "Unconfined", "localhostProfile": "x.json"}})),
+            format!("{sp}.seccompProfile.localhostProfile"),
+        ),
+        (
+            sc(json!({"seccompProfile": {"type": "Strict"}})),
+            format!("{sp}.seccompProfile.type"),
+        ),
+    ] {
+        assert_eq!(check(&patch).0, std::slice::from_ref(&path), "{patch}");
+    }
+}

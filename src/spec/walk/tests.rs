@@ -88,7 +88,7 @@ fn unknown_fields_without_a_near_name_list_the_valid_ones() {
 #[test]
 fn ignored_kubernetes_fields_warn_with_their_path() {
     let found = issues(
-        "      serviceAccountName: agent\n      priorityClassName: system-node-critical\n      initContainers: [{name: init, image: busybox}]\n      containers:\n      - name: a\n        image: x:1\n        lifecycle: {preStop: {exec: {command: [sleep, '5']}}}\n        securityContext: {capabilities: {add: [NET_ADMIN]}}\n",
+        "      serviceAccountName: agent\n      priorityClassName: system-node-critical\n      initContainers: [{name: init, image: busybox}]\n      containers:\n      - name: a\n        image: x:1\n        lifecycle: {preStop: {exec: {command: [sleep, '5']}}}\n        securityContext: {seLinuxOptions: {level: s0}}\n",
     );
     let warnings: Vec<(&str, u32)> = found
         .iter()
@@ -105,7 +105,7 @@ fn ignored_kubernetes_fields_warn_with_their_path() {
             ("spec.template.spec.initContainers", 14),
             ("spec.template.spec.containers[0].lifecycle", 18),
             (
-                "spec.template.spec.containers[0].securityContext.capabilities",
+                "spec.template.spec.containers[0].securityContext.seLinuxOptions",
                 19
             ),
         ]

@@ -156,6 +156,32 @@ fn spec_converts_to_container_config() {
             },
         ),
         (
+            "the security context: group, read-only root, capabilities, seccomp, no new privileges, host IPC",
+            |s| {
+                s.run_as_user = Some(1000);
+                s.security = crate::runtime::SecuritySpec {
+                    run_as_group: Some(2000),
+                    read_only_root_fs: true,
+                    no_new_privileges: true,
+                    cap_add: vec!["NET_ADMIN".into()],
+                    cap_drop: vec!["ALL".into()],
+                    seccomp: Some(crate::runtime::Seccomp::Unconfined),
+                    host_ipc: true,
+                };
+            },
+            |c| {
+                assert_eq!(c.user.as_deref(), Some("1000:2000"));
+                assert_eq!(host(c).readonly_rootfs, Some(true));
+                assert_eq!(host(c).cap_add.as_deref(), Some(&["NET_ADMIN".to_string()][..]));
+                assert_eq!(host(c).cap_drop.as_deref(), Some(&["ALL".to_string()][..]));
+                assert_eq!(
+                    host(c).security_opt.as_deref(),
+                    Some(&["no-new-privileges".to_string(), "seccomp=unconfined".into()][..])
+                );
+                assert_eq!(host(c).ipc_mode.as_deref(), Some("host"));
+            },
+        ),
+        (
             "zero limits mean unlimited; defaults add nothing",
             |s| {
                 s.cpu_limit_millis = Some(0);
@@ -202,6 +228,10 @@ fn spec_converts_to_container_config() {
 fn invalid_specs_are_refused_with_the_field() {
     let cases: Vec<(Edit, &str)> = vec![
         (|s| s.image = " ".into(), "image is empty"),
+        (
+            |s| s.security.run_as_group = Some(5),
+            "runAsGroup 5 without runAsUser",
+        ),
         (|s| s.env = vec![("".into(), "v".into())], "env name"),
         (|s| s.env = vec![("A=B".into(), "v".into())], "env name"),
         (
