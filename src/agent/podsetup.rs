@@ -165,10 +165,26 @@ pub fn prepare(daemonset: &str, template: &PodTemplateSpec, setup: &PodSetup) ->
             volume: v.name.clone(),
             reason: format!("cannot write {}: {e}", dir.display()),
         };
-        if v.empty_dir.is_some() {
-            // World-writable as kubelet makes it: the container may run as any user.
+        if let Some(source) = &v.empty_dir {
+            let fail = |reason: String| AgentError::Volume {
+                daemonset: daemonset.to_string(),
+                volume: v.name.clone(),
+                reason,
+            };
+            let kind = podfiles::empty_dir(source, &template.spec.containers, setup.allocatable)
+                .map_err(|e| fail(format!("sizeLimit: {e}")))?;
+            let fresh = !dir.exists();
             std::fs::create_dir_all(&dir).map_err(io)?;
-            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).map_err(io)?;
+            if let podfiles::EmptyDir::Tmpfs { size_bytes } = kind {
+                if !is_mount_point(&dir) {
+                    mount_tmpfs(&dir, size_bytes).map_err(fail)?;
+                }
+            }
+            // World-writable as kubelet makes it: the container may run as any user. Only
+            // when made, so what the instance did to it since is left alone.
+            if fresh || matches!(kind, podfiles::EmptyDir::Tmpfs { .. }) {
+                std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).map_err(io)?;
+            }
             continue;
         }
         let files = podfiles::project(v, &ctx, setup.objects).map_err(|e| config_error(daemonset, e))?;
@@ -236,6 +252,64 @@ pub fn check_host_path(path: &str, type_: Option<HostPathType>) -> Result<(), St
     }
 }
 
+/// Whether `dir` is the root of a mount (a tmpfs emptyDir already mounted): its device differs
+/// from its parent's.
+fn is_mount_point(dir: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let (Ok(here), Some(Ok(parent))) = (std::fs::metadata(dir), dir.parent().map(std::fs::metadata)) else {
+        return false;
+    };
+    here.dev() != parent.dev()
+}
+
+/// Mounts a tmpfs of `size_bytes` (the kernel's default when `None`) on `dir`.
+fn mount_tmpfs(dir: &Path, size_bytes: Option<u64>) -> Result<(), String> {
+    use std::ffi::CString;
+    use std::os::unix::ffi::OsStrExt;
+    let target =
+        CString::new(dir.as_os_str().as_bytes()).map_err(|_| "the path holds a NUL byte".to_string())?;
+    let options = match size_bytes {
+        Some(n) => format!("mode=0777,size={}", n.max(4096)),
+        None => "mode=0777".to_string(),
+    };
+    let options = CString::new(options).expect("no NUL in mount options");
+    let fstype = CString::new("tmpfs").expect("no NUL");
+    // SAFETY: every pointer is a valid NUL-terminated string that outlives the call.
+    let rc = unsafe {
+        libc::mount(
+            fstype.as_ptr(),
+            target.as_ptr(),
+            fstype.as_ptr(),
+            libc::MS_NOSUID | libc::MS_NODEV,
+            options.as_ptr().cast(),
+        )
+    };
+    if rc != 0 {
+        let e = std::io::Error::last_os_error();
+        return Err(format!(
+            "cannot mount a tmpfs for medium: Memory on {}: {e}; the agent must run as root for memory-backed emptyDirs",
+            dir.display()
+        ));
+    }
+    Ok(())
+}
+
+/// Unmounts the tmpfs emptyDirs below `pod` (a revision directory), so it can be removed.
+fn unmount_below(pod: &Path) {
+    let Ok(volumes) = std::fs::read_dir(pod.join("volumes")) else {
+        return;
+    };
+    for v in volumes.flatten() {
+        let path = v.path();
+        if is_mount_point(&path) {
+            if let Ok(c) = std::ffi::CString::new(std::os::unix::ffi::OsStrExt::as_bytes(path.as_os_str())) {
+                // SAFETY: a valid NUL-terminated path; MNT_DETACH never blocks.
+                unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
+            }
+        }
+    }
+}
+
 /// Removes the pod directories of revisions that neither run nor are wanted any more.
 /// `keep` holds `(NAMESPACE_DAEMONSET, REVISION)` pairs.
 pub fn cleanup(root: &Path, keep: &BTreeSet<(String, String)>) {
@@ -252,7 +326,11 @@ pub fn cleanup(root: &Path, keep: &BTreeSet<(String, String)>) {
             let r = rev.file_name().to_string_lossy().into_owned();
             if keep.contains(&(ds.clone(), r)) {
                 left += 1;
-            } else if let Err(e) = std::fs::remove_dir_all(rev.path()) {
+                continue;
+            }
+            // Never delete into a mounted tmpfs through the tree: unmount it first.
+            unmount_below(&rev.path());
+            if let Err(e) = std::fs::remove_dir_all(rev.path()) {
                 tracing::warn!(dir = %rev.path().display(), error = %e, "cannot remove an old pod directory");
                 left += 1;
             }
@@ -309,6 +387,47 @@ mod tests {
         assert!(root.path().join("default_a/r2/volumes/x").is_dir());
         assert!(!root.path().join("default_a/r1").exists());
         assert!(!root.path().join("default_b").exists());
+    }
+
+    #[test]
+    fn a_memory_empty_dir_is_a_tmpfs_of_its_size_limit_and_goes_with_its_revision() {
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            assert!(
+                std::env::var("CI").is_err(),
+                "a tmpfs emptyDir needs root, and CI runs as root"
+            );
+            eprintln!("SKIP a_memory_empty_dir_is_a_tmpfs...: not root, cannot mount a tmpfs");
+            return;
+        }
+        let root = tempfile::tempdir().unwrap();
+        let template: PodTemplateSpec = serde_json::from_value(serde_json::json!({
+            "spec": {
+                "containers": [{"name": "a", "image": "x"}],
+                "volumes": [{"name": "cache", "emptyDir": {"medium": "Memory", "sizeLimit": "1Mi"}}],
+            }
+        }))
+        .unwrap();
+        let setup = PodSetup {
+            objects: &NoObjects,
+            facts: PodFacts::default(),
+            allocatable: None,
+            dir: pod_dir(root.path(), "default", "ds", "r1"),
+            seccomp_dir: root.path().join("seccomp"),
+        };
+        prepare("ds", &template, &setup).unwrap();
+        let dir = setup.volume_dir("cache");
+        assert!(is_mount_point(&dir));
+        let mut stat: libc::statfs = unsafe { std::mem::zeroed() };
+        let c = std::ffi::CString::new(dir.to_str().unwrap()).unwrap();
+        // SAFETY: a valid path and a zeroed out-struct of the right type.
+        assert_eq!(unsafe { libc::statfs(c.as_ptr(), &mut stat) }, 0);
+        assert_eq!(stat.f_type, libc::TMPFS_MAGIC);
+        assert_eq!(stat.f_blocks as u64 * stat.f_bsize as u64, 1 << 20);
+        // Prepared again, it is not mounted twice.
+        prepare("ds", &template, &setup).unwrap();
+        cleanup(root.path(), &BTreeSet::new());
+        assert!(!root.path().join("default_ds").exists(), "unmounted and removed");
     }
 
     #[test]

@@ -171,5 +171,12 @@ fn projected(out: &mut Issues, p: &FieldPath, pr: &ProjectedVolumeSource, contai
 fn empty_dir(out: &mut Issues, p: &FieldPath, e: &EmptyDirVolumeSource) {
     if let Some(limit) = &e.size_limit {
         quantity(out, &p.child("sizeLimit"), "memory", limit);
+        if e.medium != crate::spec::volume::StorageMedium::Memory {
+            // kubelet evicts a pod over it; the agent does not watch disk use.
+            out.warn(
+                &p.child("sizeLimit"),
+                "not honoured by everynode on disk: nothing stops the volume growing past it (with medium: Memory it is the tmpfs size)",
+            );
+        }
     }
 }
