@@ -380,3 +380,38 @@ fn config_objects_by_namespace_secret_values_for_the_admin_only_and_bad_input_ch
         "the default namespace's one stays"
     );
 }
+
+#[test]
+fn the_process_runtime_resolves_config_maps_secrets_expansion_and_the_downward_api() {
+    let _machine = support::shared_machine();
+    let cluster = Cluster::start(1);
+    let node = &cluster.nodes[0];
+    let dir = cluster.root.path();
+    let out_file = dir.join("seen.txt");
+    let bundle = write(
+        dir,
+        "process.yaml",
+        &format!(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: agent-config}}\ndata: {{LEVEL: warn, region: eu}}\n---\n\
+             apiVersion: v1\nkind: Secret\nmetadata: {{name: agent-token}}\nstringData: {{TOKEN: s3cret}}\n---\n\
+             apiVersion: apps/v1\nkind: DaemonSet\nmetadata: {{name: reader}}\nspec:\n  selector: {{matchLabels: {{app: reader}}}}\n  template:\n    metadata: {{labels: {{app: reader}}}}\n    spec:\n      terminationGracePeriodSeconds: 1\n      containers:\n      - name: r\n        image: unused\n        command: [sh, -c]\n        args: ['echo \"node=$(NODE_NAME) ip=$(HOST_IP) pod=$(POD_IP) level=$(LEVEL) token=$TOKEN region=$CFG_region uid=$(UID) literal=$LIT unknown=$UNK\" > {out}; exec sleep 3600']\n        env:\n        - {{name: NODE_NAME, valueFrom: {{fieldRef: {{fieldPath: spec.nodeName}}}}}}\n        - {{name: HOST_IP, valueFrom: {{fieldRef: {{fieldPath: status.hostIP}}}}}}\n        - {{name: POD_IP, valueFrom: {{fieldRef: {{fieldPath: status.podIP}}}}}}\n        - {{name: UID, valueFrom: {{fieldRef: {{fieldPath: metadata.uid}}}}}}\n        - {{name: LEVEL, valueFrom: {{configMapKeyRef: {{name: agent-config, key: LEVEL}}}}}}\n        - {{name: LIT, value: \"$$(LEVEL)\"}}\n        - {{name: UNK, value: \"$(NOPE)-$(LEVEL)\"}}\n        envFrom:\n        - {{secretRef: {{name: agent-token}}}}\n        - {{configMapRef: {{name: agent-config}}, prefix: CFG_}}\n",
+            out = out_file.display()
+        ),
+    );
+    support::rollout::apply(node, &bundle);
+    let seen = wait_until(
+        "the process wrote what it was given",
+        Duration::from_secs(60),
+        || std::fs::read_to_string(&out_file).map_err(|e| e.to_string()),
+    );
+    let seen = seen.trim();
+    let (head, uid) = seen.split_once(" uid=").unwrap();
+    assert_eq!(
+        head, "node=node-0 ip=127.0.0.1 pod=127.0.0.1 level=warn token=s3cret region=eu",
+        "{seen}"
+    );
+    let (uid, rest) = uid.split_once(' ').unwrap();
+    assert_eq!(uid.len(), 36, "{seen}");
+    // `$$` escapes; an undefined variable stays as written; env values expand too.
+    assert_eq!(rest, "literal=$(LEVEL) unknown=$(NOPE)-warn", "{seen}");
+}
