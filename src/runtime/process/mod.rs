@@ -81,10 +81,13 @@ impl ProcessRuntime {
         let state_dir = state_dir.into();
         for sub in ["instances", "logs"] {
             let dir = state_dir.join(sub);
-            fs::create_dir_all(&dir).map_err(|e| RuntimeError::Unavailable {
-                reason: format!("creating the process runtime state dir {}: {e}", dir.display()),
-                source: Some(e.into()),
-            })?;
+            fs::create_dir_all(&dir)
+                // Records hold the instances' environment, Secret values included.
+                .and_then(|()| fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o700)))
+                .map_err(|e| RuntimeError::Unavailable {
+                    reason: format!("creating the process runtime state dir {}: {e}", dir.display()),
+                    source: Some(e.into()),
+                })?;
         }
         let marker = fs::canonicalize(&state_dir)
             .unwrap_or_else(|_| state_dir.clone())
