@@ -31,7 +31,7 @@ pub fn apply(ds: &mut DaemonSet) {
 /// Defaults a pod template in place. Idempotent.
 pub fn apply_template(template: &mut PodTemplateSpec) {
     let spec = &mut template.spec;
-    for c in &mut spec.containers {
+    for c in spec.containers.iter_mut().chain(spec.init_containers.iter_mut()) {
         if c.image_pull_policy.is_none() {
             c.image_pull_policy = Some(PullPolicy::default_for(&c.image));
         }
