@@ -25,6 +25,10 @@ pub struct Desired {
     pub specs: Vec<InstanceSpec>,
     /// The template's containers, same order, for their probes.
     pub containers: Vec<Container>,
+    /// One spec per init container, in template order: they run in this order before `specs`.
+    pub init: Vec<InstanceSpec>,
+    /// The template's init containers, same order, for their restart policy (sidecars) and probes.
+    pub init_containers: Vec<Container>,
     /// `minReadySeconds`, for the available count.
     pub min_ready_secs: u64,
     /// Rolling update with `maxSurge`: a new revision starts beside the old instance.
@@ -39,7 +43,7 @@ impl Desired {
     /// before any delete keep their hash).
     pub fn with_pod_generation(mut self, generation: u64) -> Self {
         if generation > 0 {
-            for s in &mut self.specs {
+            for s in self.specs.iter_mut().chain(self.init.iter_mut()) {
                 s.labels
                     .insert(POD_GENERATION_LABEL.to_string(), generation.to_string());
             }
@@ -71,10 +75,43 @@ pub fn desired(
     Ok(Desired {
         specs,
         containers: template.spec.containers.clone(),
+        init: init_specs(cluster, node, daemonset, namespace, revision, template)?,
+        init_containers: template.spec.init_containers.clone(),
         min_ready_secs: 0,
         surge: false,
         keep_outdated: false,
     })
+}
+
+/// The init containers' specs: built as app containers are, marked with their position.
+fn init_specs(
+    cluster: &str,
+    node: &str,
+    daemonset: &str,
+    namespace: &str,
+    revision: &str,
+    template: &PodTemplateSpec,
+) -> Result<Vec<InstanceSpec>, AgentError> {
+    let mut specs = Vec::new();
+    for (i, c) in template.spec.init_containers.iter().enumerate() {
+        let mut spec = instance_spec(cluster, node, daemonset, namespace, revision, template, c).map_err(
+            |e| match e {
+                // The builder names fields as under `containers`; this one is an init container.
+                AgentError::InvalidTemplate {
+                    daemonset,
+                    field,
+                    reason,
+                } => AgentError::InvalidTemplate {
+                    daemonset,
+                    field: field.replacen(".containers[", ".initContainers[", 1),
+                    reason,
+                },
+            },
+        )?;
+        spec.init_index = Some(u32::try_from(i).unwrap_or(u32::MAX));
+        specs.push(spec);
+    }
+    Ok(specs)
 }
 
 fn instance_spec(
@@ -186,6 +223,8 @@ fn instance_spec(
         daemonset: daemonset.to_string(),
         revision: revision.to_string(),
         container_name: c.name.clone(),
+        // Set by `init_specs` for an init container.
+        init_index: None,
         image: c.image.clone(),
         image_pull_policy: match policy {
             crate::spec::PullPolicy::Always => runtime::PullPolicy::Always,
@@ -281,6 +320,41 @@ mod tests {
         assert_eq!(s.termination_grace, std::time::Duration::from_secs(7));
         assert_eq!(s.labels["app"], "x");
         assert_eq!(s.image_pull_policy, runtime::PullPolicy::IfNotPresent);
+    }
+
+    #[test]
+    fn init_containers_become_specs_in_order_marked_with_their_position() {
+        let mut t = template(
+            serde_json::json!({"name": "main", "image": "i:1"}),
+            serde_json::json!({"initContainers": [
+                {"name": "first", "image": "i:1", "command": ["sh", "-c", "true"]},
+                {"name": "proxy", "image": "i:1", "restartPolicy": "Always", "ports": [{"containerPort": 99999}]},
+            ]}),
+        );
+        let e = desired("c1", "n1", "ds", "default", "r", &t)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("spec.template.spec.initContainers[proxy].ports"),
+            "{e}"
+        );
+        t.spec.init_containers[1].ports.clear();
+        let d = desired("c1", "n1", "ds", "default", "r", &t)
+            .unwrap()
+            .with_pod_generation(2);
+        let names: Vec<_> = d
+            .init
+            .iter()
+            .map(|s| (s.container_name.as_str(), s.init_index))
+            .collect();
+        assert_eq!(names, [("first", Some(0)), ("proxy", Some(1))]);
+        assert_eq!(d.init[0].command, ["sh", "-c", "true"]);
+        assert_eq!(d.init_containers[1].name, "proxy");
+        assert_eq!(d.specs[0].init_index, None);
+        assert!(d
+            .init
+            .iter()
+            .all(|s| s.revision == "r" && s.labels[POD_GENERATION_LABEL] == "2"));
     }
 
     #[test]

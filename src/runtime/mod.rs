@@ -114,6 +114,11 @@ pub struct InstanceSpec {
     pub revision: String,
     /// Name of the container inside the pod template, kept for status and logs.
     pub container_name: String,
+    /// Position among the pod's init containers; `None` for an app container. Left out of the
+    /// JSON (so of the spec hash) when `None`, so app instances keep the hash they had before
+    /// init containers existed and an agent upgrade adopts them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub init_index: Option<u32>,
     /// Image reference; ignored by the process runtime.
     pub image: String,
     pub image_pull_policy: PullPolicy,
@@ -152,6 +157,7 @@ impl Default for InstanceSpec {
             daemonset: String::new(),
             revision: String::new(),
             container_name: String::new(),
+            init_index: None,
             image: String::new(),
             image_pull_policy: PullPolicy::IfNotPresent,
             command: Vec::new(),
@@ -495,6 +501,19 @@ mod tests {
         b.env.push(("K".into(), "V".into()));
         assert_ne!(a.spec_hash(), b.spec_hash());
         assert_eq!(a.spec_hash().len(), 16);
+        let mut init = a.clone();
+        init.init_index = Some(0);
+        assert_ne!(
+            a.spec_hash(),
+            init.spec_hash(),
+            "an init container is another instance"
+        );
+    }
+
+    #[test]
+    fn app_specs_hash_as_before_init_containers_existed() {
+        // Pinned: a changed hash would replace every running instance on agent upgrade.
+        assert_eq!(spec("ds", "n1").spec_hash(), "a7ef9ed71cc3ebb1");
     }
 
     #[test]
