@@ -388,7 +388,11 @@ fn of_container(h: &Harness, ds: &str, container: &str) -> Vec<Instance> {
         .instances()
         .into_iter()
         .filter(|i| {
-            i.daemonset == ds && i.labels.get(crate::runtime::labels::CONTAINER).map(String::as_str) == Some(container)
+            i.daemonset == ds
+                && i.labels
+                    .get(crate::runtime::labels::CONTAINER)
+                    .map(String::as_str)
+                    == Some(container)
         })
         .collect()
 }
@@ -427,12 +431,18 @@ fn init_containers_run_first_restart_on_failure_and_are_not_rerun_after_an_agent
         h.fake.crash(&first, 0);
         let second = running_one(&h, "init", "second", None).await;
         state_is(&h, "init", "Init:1/2").await;
-        assert!(of_container(&h, "init", "main").is_empty(), "the app waits for every init container");
+        assert!(
+            of_container(&h, "init", "main").is_empty(),
+            "the app waits for every init container"
+        );
 
         // A failure restarts it, counted; the app still waits.
         h.fake.crash(&second, 1);
         let again = running_one(&h, "init", "second", Some(&second)).await;
-        let s = eventually("the restart counted", || h.sink.get("init").filter(|s| s.restarts == 1)).await;
+        let s = eventually("the restart counted", || {
+            h.sink.get("init").filter(|s| s.restarts == 1)
+        })
+        .await;
         assert!(s.last_error.unwrap_or_default().contains("exited with code 1"));
         assert!(of_container(&h, "init", "main").is_empty());
         // A second failure backs off (600 ms here) as a crashing app container does.
@@ -442,11 +452,17 @@ fn init_containers_run_first_restart_on_failure_and_are_not_rerun_after_an_agent
         h.fake.crash(&last, 0);
         running_one(&h, "init", "main", None).await;
         let s = eventually("Running and ready", || {
-            h.sink.get("init").filter(|s| s.state == Phase::Running && s.ready)
+            h.sink
+                .get("init")
+                .filter(|s| s.state == Phase::Running && s.ready)
         })
         .await;
         assert_eq!(s.restarts, 2);
-        assert_eq!(of_container(&h, "init", "first").len(), 1, "completed instances are kept");
+        assert_eq!(
+            of_container(&h, "init", "first").len(),
+            1,
+            "completed instances are kept"
+        );
         assert_eq!(of_container(&h, "init", "second").len(), 1);
     });
 
@@ -457,13 +473,21 @@ fn init_containers_run_first_restart_on_failure_and_are_not_rerun_after_an_agent
         state_is(&h, "init", "Running").await;
         // Six resyncs of 50 ms: a rerun of an init container would have been created by now.
         tokio::time::sleep(Duration::from_millis(300)).await;
-        assert_eq!(h.fake.create_count(), creates, "adoption runs no init container again");
+        assert_eq!(
+            h.fake.create_count(),
+            creates,
+            "adoption runs no init container again"
+        );
 
         // An app crash restarts the app alone.
         let main = running_one(&h, "init", "main", None).await;
         h.fake.crash(&main, 1);
         running_one(&h, "init", "main", Some(&main)).await;
-        assert_eq!(h.fake.create_count(), creates + 1, "only the app container was created");
+        assert_eq!(
+            h.fake.create_count(),
+            creates + 1,
+            "only the app container was created"
+        );
 
         // A new revision runs them again, and its removal takes the completed ones along.
         let mut ds = daemonset("init", TWO_INITS);
@@ -474,7 +498,10 @@ fn init_containers_run_first_restart_on_failure_and_are_not_rerun_after_an_agent
         assert_eq!(h.fake.spec_of(&fresh).unwrap().image, "agent:2");
         state_is(&h, "init", "Init:0/2").await;
         h.commit(Command::Delete { name: "init".into() });
-        eventually("everything removed", || h.fake.instances().is_empty().then_some(())).await;
+        eventually("everything removed", || {
+            h.fake.instances().is_empty().then_some(())
+        })
+        .await;
     });
 }
 
@@ -497,13 +524,20 @@ fn a_sidecar_runs_beside_the_app_and_counts_for_readiness() {
         state_is(&h, "side", "Init:1/2").await;
         h.fake.crash(&setup, 0);
         running_one(&h, "side", "main", None).await;
-        eventually("ready", || h.sink.get("side").filter(|s| s.state == Phase::Running && s.ready)).await;
+        eventually("ready", || {
+            h.sink
+                .get("side")
+                .filter(|s| s.state == Phase::Running && s.ready)
+        })
+        .await;
 
         // The sidecar's readiness is the pod's too.
         let proxy = running_one(&h, "side", "proxy", None).await;
         h.fake.set_exec_code(&proxy, 1);
         eventually("not ready with the sidecar unready", || {
-            h.sink.get("side").filter(|s| s.state == Phase::Running && !s.ready)
+            h.sink
+                .get("side")
+                .filter(|s| s.state == Phase::Running && !s.ready)
         })
         .await;
         h.fake.set_exec_code(&proxy, 0);
@@ -513,7 +547,10 @@ fn a_sidecar_runs_beside_the_app_and_counts_for_readiness() {
         let creates = h.fake.create_count();
         h.fake.crash(&proxy, 1);
         running_one(&h, "side", "proxy", Some(&proxy)).await;
-        eventually("Running", || h.sink.get("side").filter(|s| s.state == Phase::Running)).await;
+        eventually("Running", || {
+            h.sink.get("side").filter(|s| s.state == Phase::Running)
+        })
+        .await;
         assert_eq!(h.fake.create_count(), creates + 1);
     });
 }

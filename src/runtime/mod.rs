@@ -209,7 +209,8 @@ pub enum InstanceState {
     Paused,
     /// The engine is restarting it by its own policy; everynode never asks for one.
     Restarting,
-    /// Being stopped or removed right now.
+    /// Being stopped or removed right now, or exited a moment ago with its exit status not
+    /// recorded yet (the process runtime's reaper is a little behind the kernel).
     Terminating,
     /// Finished. `code` is `None` when the runtime could not learn it, e.g. a process adopted
     /// from an earlier agent that has since exited (only a parent can read an exit status).
