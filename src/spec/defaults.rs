@@ -125,6 +125,22 @@ mod tests {
     }
 
     #[test]
+    fn init_containers_are_defaulted_as_containers_are() {
+        let mut template: PodTemplateSpec = serde_json::from_value(serde_json::json!({"spec": {
+            "hostNetwork": true,
+            "initContainers": [{"name": "setup", "image": "setup", "ports": [{"containerPort": 53}],
+                "env": [{"name": "N", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}}]}],
+        }}))
+        .unwrap();
+        apply_template(&mut template);
+        let c = &template.spec.init_containers[0];
+        assert_eq!(c.image_pull_policy, Some(PullPolicy::Always));
+        assert_eq!(c.ports[0].host_port, 53);
+        let r = c.env[0].value_from.as_ref().unwrap().field_ref.as_ref().unwrap();
+        assert_eq!(r.api_version.as_deref(), Some("v1"));
+    }
+
+    #[test]
     fn downward_volume_field_refs_default_to_v1() {
         let mut template: PodTemplateSpec = serde_json::from_value(serde_json::json!({"spec": {"volumes": [
             {"name": "a", "downwardAPI": {"items": [{"path": "n", "fieldRef": {"fieldPath": "metadata.name"}}]}},
