@@ -13,7 +13,7 @@ use tracing::{info, warn};
 
 use super::desired::Desired;
 use super::probe::{self, Probes, Verdict};
-use super::reconcile::{reconcile, Action, Phase, RemoveReason, Slot};
+use super::reconcile::{reconcile, serving, Action, Phase, RemoveReason, Role, Slot};
 use super::status::PodStatus;
 use super::AgentContext;
 use crate::runtime::{InstanceState, RuntimeError};
@@ -238,7 +238,7 @@ impl Pass {
                         }
                         let mut d = d.as_ref().clone();
                         d.keep_outdated = d.surge && !self.surged_available(&d, &actual, now);
-                        let new_spec = d.specs.iter().any(|spec| {
+                        let new_spec = d.specs.iter().chain(&d.init).any(|spec| {
                             self.slots
                                 .get(&spec.container_name)
                                 .and_then(|s| s.spec_hash.as_ref())
@@ -268,8 +268,12 @@ impl Pass {
                 let mut started_at = None;
                 for c in &plan.containers {
                     let slot = self.slots.entry(c.container.clone()).or_default();
+                    // A regular init container is not part of the running pod: never probed,
+                    // and not counted for readiness (the app containers are not ready before
+                    // it is done anyway).
+                    let serves = c.role != Role::Init;
                     let Some(kept) = &c.kept else {
-                        ready = false;
+                        ready &= !serves;
                         self.probes.remove(&c.container);
                         continue;
                     };
@@ -279,11 +283,13 @@ impl Pass {
                     }
                     slot.observe_running(&settings.backoff, kept.started_at, now);
                     started_at = started_at.max(kept.started_at.map(unix));
-                    let Some(d) = &desired else { continue };
-                    let Some(i) = d.specs.iter().position(|s| s.container_name == c.container) else {
+                    let Some(d) = desired.as_ref().filter(|_| serves) else {
                         continue;
                     };
-                    let (spec, container) = (&d.specs[i], &d.containers[i]);
+                    let Some((spec, container)) = serving(d).find(|(s, _)| s.container_name == c.container)
+                    else {
+                        continue;
+                    };
                     let probes = self
                         .probes
                         .entry(c.container.clone())
@@ -378,10 +384,11 @@ impl Pass {
         }
     }
 
-    /// Whether every container of `d` runs an instance of exactly its spec that has been ready
-    /// for `minReadySeconds`: then a surged rollout may remove the outdated instances.
+    /// Whether every container of `d` that serves (app containers and sidecars) runs an
+    /// instance of exactly its spec that has been ready for `minReadySeconds`: then a surged
+    /// rollout may remove the outdated instances.
     fn surged_available(&self, d: &Desired, actual: &[crate::runtime::Instance], now: SystemTime) -> bool {
-        let all_ready = d.specs.iter().zip(&d.containers).all(|(spec, container)| {
+        let all_ready = serving(d).all(|(spec, container)| {
             let hash = spec.spec_hash();
             actual.iter().any(|i| {
                 i.revision == spec.revision

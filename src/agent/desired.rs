@@ -26,6 +26,10 @@ pub struct Desired {
     pub specs: Vec<InstanceSpec>,
     /// The template's containers, same order, for their probes.
     pub containers: Vec<Container>,
+    /// One spec per init container, in template order: they run in this order before `specs`.
+    pub init: Vec<InstanceSpec>,
+    /// The template's init containers, same order, for their restart policy (sidecars) and probes.
+    pub init_containers: Vec<Container>,
     /// `minReadySeconds`, for the available count.
     pub min_ready_secs: u64,
     /// Rolling update with `maxSurge`: a new revision starts beside the old instance.
@@ -40,9 +44,14 @@ impl Desired {
     /// before any delete keep their hash).
     pub fn with_pod_generation(mut self, generation: u64) -> Self {
         if generation > 0 {
-            for s in &mut self.specs {
+            for s in self.specs.iter_mut().chain(self.init.iter_mut()) {
                 s.labels
                     .insert(POD_GENERATION_LABEL.to_string(), generation.to_string());
+                // The identity stands for the spec's hash, so it must change with the label.
+                if let Some(id) = &s.identity {
+                    let mixed = crate::runtime::fnv1a(format!("{id}/pod-generation/{generation}").as_bytes());
+                    s.identity = Some(format!("{mixed:016x}"));
+                }
             }
         }
         self
@@ -100,29 +109,69 @@ pub fn desired_with(
     template: &PodTemplateSpec,
     setup: &PodSetup,
 ) -> Result<Desired, AgentError> {
-    let build = |objects: &dyn Objects| {
-        template
+    let build = |objects: &dyn Objects| -> Result<(Vec<InstanceSpec>, Vec<InstanceSpec>), AgentError> {
+        let apps = template
             .spec
             .containers
             .iter()
             .map(|c| instance_spec(cluster, node, daemonset, revision, template, c, setup, objects))
-            .collect::<Result<Vec<_>, _>>()
+            .collect::<Result<Vec<_>, _>>()?;
+        let inits = init_specs(cluster, node, daemonset, revision, template, setup, objects)?;
+        Ok((apps, inits))
     };
-    let mut specs = build(setup.objects)?;
+    let (mut specs, mut init) = build(setup.objects)?;
     // An instance's identity leaves out the values of ConfigMaps and Secrets, which Kubernetes
     // reads when a container starts: a new value reaches files at once and variables at the
     // next start, and replaces nothing.
-    let masked = build(&Masked(setup.objects))?;
-    for (spec, m) in specs.iter_mut().zip(masked) {
+    let (masked, masked_init) = build(&Masked(setup.objects))?;
+    for (spec, m) in specs
+        .iter_mut()
+        .zip(masked)
+        .chain(init.iter_mut().zip(masked_init))
+    {
         spec.identity = Some(m.spec_hash());
     }
     Ok(Desired {
         specs,
         containers: template.spec.containers.clone(),
+        init,
+        init_containers: template.spec.init_containers.clone(),
         min_ready_secs: 0,
         surge: false,
         keep_outdated: false,
     })
+}
+
+/// The init containers' specs: built as app containers are, marked with their position.
+fn init_specs(
+    cluster: &str,
+    node: &str,
+    daemonset: &str,
+    revision: &str,
+    template: &PodTemplateSpec,
+    setup: &PodSetup,
+    objects: &dyn Objects,
+) -> Result<Vec<InstanceSpec>, AgentError> {
+    let mut specs = Vec::new();
+    for (i, c) in template.spec.init_containers.iter().enumerate() {
+        let mut spec = instance_spec(cluster, node, daemonset, revision, template, c, setup, objects)
+            .map_err(|e| match e {
+                // The builder names fields as under `containers`; this one is an init container.
+                AgentError::InvalidTemplate {
+                    daemonset,
+                    field,
+                    reason,
+                } => AgentError::InvalidTemplate {
+                    daemonset,
+                    field: field.replacen(".containers[", ".initContainers[", 1),
+                    reason,
+                },
+                other => other,
+            })?;
+        spec.init_index = Some(u32::try_from(i).unwrap_or(u32::MAX));
+        specs.push(spec);
+    }
+    Ok(specs)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -203,6 +252,8 @@ fn instance_spec(
         daemonset: daemonset.to_string(),
         revision: revision.to_string(),
         container_name: c.name.clone(),
+        // Set by `init_specs` for an init container.
+        init_index: None,
         image: c.image.clone(),
         image_pull_policy: match policy {
             crate::spec::PullPolicy::Always => runtime::PullPolicy::Always,
@@ -409,6 +460,91 @@ mod tests {
         assert_eq!(s.termination_grace, std::time::Duration::from_secs(7));
         assert_eq!(s.labels["app"], "x");
         assert_eq!(s.image_pull_policy, runtime::PullPolicy::IfNotPresent);
+    }
+
+    #[test]
+    fn init_containers_become_specs_in_order_marked_with_their_position() {
+        let mut t = template(
+            serde_json::json!({"name": "main", "image": "i:1"}),
+            serde_json::json!({"initContainers": [
+                {"name": "first", "image": "i:1", "command": ["sh", "-c", "true"]},
+                {"name": "proxy", "image": "i:1", "restartPolicy": "Always", "ports": [{"containerPort": 99999}]},
+            ]}),
+        );
+        let e = desired("c1", "n1", "ds", "default", "r", &t)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("spec.template.spec.initContainers[proxy].ports"),
+            "{e}"
+        );
+        t.spec.init_containers[1].ports.clear();
+        let d = desired("c1", "n1", "ds", "default", "r", &t)
+            .unwrap()
+            .with_pod_generation(2);
+        let names: Vec<_> = d
+            .init
+            .iter()
+            .map(|s| (s.container_name.as_str(), s.init_index))
+            .collect();
+        assert_eq!(names, [("first", Some(0)), ("proxy", Some(1))]);
+        assert_eq!(d.init[0].command, ["sh", "-c", "true"]);
+        assert_eq!(d.init_containers[1].name, "proxy");
+        assert_eq!(d.specs[0].init_index, None);
+        assert!(d
+            .init
+            .iter()
+            .all(|s| s.revision == "r" && s.labels[POD_GENERATION_LABEL] == "2"));
+    }
+
+    #[test]
+    fn a_deleted_pod_gets_a_new_identity_and_config_values_do_not() {
+        let t = template(
+            serde_json::json!({"name": "main", "image": "i:1"}),
+            serde_json::json!({}),
+        );
+        let d = desired("c1", "n1", "ds", "default", "r", &t).unwrap();
+        let before = d.specs[0].spec_hash();
+        assert_eq!(d.clone().with_pod_generation(0).specs[0].spec_hash(), before);
+        let after = d.with_pod_generation(1).specs[0].spec_hash();
+        assert_ne!(after, before, "delete pod must replace the instance");
+
+        let t = template(
+            serde_json::json!({"name": "main", "image": "i:1", "env": [
+                {"name": "LEVEL", "valueFrom": {"configMapKeyRef": {"name": "cfg", "key": "level"}}}
+            ]}),
+            serde_json::json!({}),
+        );
+        let with = |level: &str, extra_key: bool| {
+            let mut data =
+                std::collections::BTreeMap::from([("level".to_string(), level.as_bytes().to_vec())]);
+            if extra_key {
+                data.insert("other".into(), b"x".to_vec());
+            }
+            let objects = podfiles::ObjectMap {
+                config_maps: std::collections::BTreeMap::from([("cfg".to_string(), data)]),
+                ..Default::default()
+            };
+            let setup = PodSetup {
+                objects: &objects,
+                facts: PodFacts::default(),
+                allocatable: None,
+                dir: std::env::temp_dir(),
+                seccomp_dir: std::env::temp_dir(),
+            };
+            let d = desired_with("c1", "n1", "ds", "r", &t, &setup).unwrap();
+            (d.specs[0].env.clone(), d.specs[0].spec_hash())
+        };
+        let (env_info, info) = with("info", false);
+        let (env_debug, debug) = with("debug", false);
+        assert_eq!(env_info, [("LEVEL".to_string(), "info".to_string())]);
+        assert_eq!(env_debug, [("LEVEL".to_string(), "debug".to_string())]);
+        assert_eq!(info, debug, "a changed value replaces nothing");
+        assert_eq!(
+            with("info", true).1,
+            info,
+            "nor does a key the container does not read"
+        );
     }
 
     #[test]

@@ -123,7 +123,9 @@ impl NodeAgent {
                             Strategy::from_spec(&ds.spec.update_strategy).budget(1),
                             Some(b) if b.max_surge > 0
                         );
-                        match settings.policy.check(name, &d.specs, &settings.pod_root) {
+                        // Init containers run on this host too: the same policy holds for them.
+                        let all: Vec<_> = d.specs.iter().chain(&d.init).cloned().collect();
+                        match settings.policy.check(name, &all, &settings.pod_root) {
                             Ok(()) => {
                                 self.last_run.insert(name.clone(), d.clone());
                                 Want::Run(Box::new(d))

@@ -7,6 +7,9 @@ use serde::{Deserialize, Serialize};
 /// Longest `last_error` published; gossip values must stay small (see DESIGN: chitchat limits).
 pub const MAX_ERROR_CHARS: usize = 200;
 
+/// What every init container status starts with, as in kubectl's STATUS column.
+const INIT_PREFIX: &str = "Init:";
+
 /// The phase of one DaemonSet's instance on this node, with Kubernetes' names.
 ///
 /// Gossiped and shown as its name (`Running`, `ErrImagePull`...), so the wire form is a plain
@@ -15,10 +18,17 @@ pub const MAX_ERROR_CHARS: usize = 200;
 #[serde(from = "String", into = "String")]
 pub enum Phase {
     Running,
+    /// An init container that exited 0: its part is done. Never the phase of a whole pod here,
+    /// since a DaemonSet's app containers always run.
+    Completed,
     /// Wanted but not created yet.
     #[default]
     Pending,
     ContainerCreating,
+    /// The init containers are not done: the whole status as kubectl shows it, `Init:1/2`
+    /// while one runs, `Init:Error`, `Init:CrashLoopBackOff`, `Init:ErrImagePull`... while one
+    /// failed. Made by [`Phase::init_progress`] and [`Phase::init_waiting`].
+    Init(String),
     /// Being stopped: the DaemonSet no longer selects this node, or was deleted.
     Terminating,
     /// Crashed and waiting for its back-off to pass.
@@ -28,11 +38,23 @@ pub enum Phase {
 }
 
 impl Phase {
+    /// `Init:<done>/<total>`: init container `done` (counting from 0) of `total` runs.
+    pub fn init_progress(done: usize, total: usize) -> Phase {
+        Phase::Init(format!("{INIT_PREFIX}{done}/{total}"))
+    }
+
+    /// `Init:<reason>`: an init container waits after a failure (`Error`, `CrashLoopBackOff`...).
+    pub fn init_waiting(reason: &str) -> Phase {
+        Phase::Init(format!("{INIT_PREFIX}{reason}"))
+    }
+
     pub fn as_str(&self) -> &str {
         match self {
             Phase::Running => "Running",
+            Phase::Completed => "Completed",
             Phase::Pending => "Pending",
             Phase::ContainerCreating => "ContainerCreating",
+            Phase::Init(status) => status,
             Phase::Terminating => "Terminating",
             Phase::CrashLoopBackOff => "CrashLoopBackOff",
             Phase::Error(reason) => reason,
@@ -50,10 +72,12 @@ impl From<&str> for Phase {
     fn from(name: &str) -> Phase {
         match name {
             "Running" => Phase::Running,
+            "Completed" => Phase::Completed,
             "Pending" => Phase::Pending,
             "ContainerCreating" => Phase::ContainerCreating,
             "Terminating" => Phase::Terminating,
             "CrashLoopBackOff" => Phase::CrashLoopBackOff,
+            init if init.starts_with(INIT_PREFIX) => Phase::Init(init.to_string()),
             other => Phase::Error(other.to_string()),
         }
     }
@@ -336,6 +360,27 @@ mod tests {
             );
         }
         assert_eq!(node_count(Dead, secs(1), Duration::ZERO), NodeCount::Ignored);
+    }
+
+    #[test]
+    fn init_phases_read_back_as_they_are_shown() {
+        for (phase, shown) in [
+            (Phase::init_progress(0, 2), "Init:0/2"),
+            (Phase::init_progress(1, 2), "Init:1/2"),
+            (Phase::init_waiting("Error"), "Init:Error"),
+            (Phase::init_waiting("CrashLoopBackOff"), "Init:CrashLoopBackOff"),
+            (Phase::Completed, "Completed"),
+        ] {
+            assert_eq!(phase.to_string(), shown);
+            let status = PodStatus {
+                state: phase.clone(),
+                ..PodStatus::default()
+            };
+            let json = serde_json::to_string(&status).unwrap();
+            assert!(json.contains(&format!("\"st\":\"{shown}\"")), "{json}");
+            let back: PodStatus = serde_json::from_str(&json).unwrap();
+            assert_eq!(back.state, phase, "{shown}");
+        }
     }
 
     #[test]

@@ -383,3 +383,176 @@ fn updates_replace_at_once_and_are_not_counted_as_restarts() {
         }
     });
 }
+
+/// The instances of one container of DaemonSet `ds`, in any state.
+fn of_container(h: &Harness, ds: &str, container: &str) -> Vec<Instance> {
+    h.fake
+        .instances()
+        .into_iter()
+        .filter(|i| {
+            i.daemonset == ds
+                && i.labels
+                    .get(crate::runtime::labels::CONTAINER)
+                    .map(String::as_str)
+                    == Some(container)
+        })
+        .collect()
+}
+
+/// The one running instance of `container`, once there is one that is not `not`.
+async fn running_one(h: &Harness, ds: &str, container: &str, not: Option<&str>) -> String {
+    eventually(&format!("{container} running"), || {
+        let r: Vec<_> = of_container(h, ds, container)
+            .into_iter()
+            .filter(|i| i.state == InstanceState::Running && Some(i.id.as_str()) != not)
+            .collect();
+        (r.len() == 1).then(|| r[0].id.clone())
+    })
+    .await
+}
+
+async fn state_is(h: &Harness, ds: &str, shown: &str) -> PodStatus {
+    eventually(shown, || h.sink.get(ds).filter(|s| s.state.as_str() == shown)).await
+}
+
+const TWO_INITS: &str = "      initContainers:
+      - {name: first, image: agent:1, command: [sh, -c, 'true']}
+      - {name: second, image: agent:1, command: [sh, -c, 'true']}
+";
+
+#[test]
+fn init_containers_run_first_restart_on_failure_and_are_not_rerun_after_an_agent_restart() {
+    let mut h = Harness::new();
+    actix::System::new().block_on(async {
+        h.start_agent();
+        h.commit(apply(daemonset("init", TWO_INITS)));
+        let first = running_one(&h, "init", "first", None).await;
+        state_is(&h, "init", "Init:0/2").await;
+        assert!(of_container(&h, "init", "second").is_empty() && of_container(&h, "init", "main").is_empty());
+
+        h.fake.crash(&first, 0);
+        let second = running_one(&h, "init", "second", None).await;
+        state_is(&h, "init", "Init:1/2").await;
+        assert!(
+            of_container(&h, "init", "main").is_empty(),
+            "the app waits for every init container"
+        );
+
+        // A failure restarts it, counted; the app still waits.
+        h.fake.crash(&second, 1);
+        let again = running_one(&h, "init", "second", Some(&second)).await;
+        let s = eventually("the restart counted", || {
+            h.sink.get("init").filter(|s| s.restarts == 1)
+        })
+        .await;
+        assert!(s.last_error.unwrap_or_default().contains("exited with code 1"));
+        assert!(of_container(&h, "init", "main").is_empty());
+        // A second failure backs off (600 ms here) as a crashing app container does.
+        h.fake.crash(&again, 1);
+        state_is(&h, "init", "Init:CrashLoopBackOff").await;
+        let last = running_one(&h, "init", "second", Some(&again)).await;
+        h.fake.crash(&last, 0);
+        running_one(&h, "init", "main", None).await;
+        let s = eventually("Running and ready", || {
+            h.sink
+                .get("init")
+                .filter(|s| s.state == Phase::Running && s.ready)
+        })
+        .await;
+        assert_eq!(s.restarts, 2);
+        assert_eq!(
+            of_container(&h, "init", "first").len(),
+            1,
+            "completed instances are kept"
+        );
+        assert_eq!(of_container(&h, "init", "second").len(), 1);
+    });
+
+    // A restarted agent finds the init containers done: it creates nothing.
+    let creates = h.fake.create_count();
+    actix::System::new().block_on(async {
+        h.start_agent();
+        state_is(&h, "init", "Running").await;
+        // Six resyncs of 50 ms: a rerun of an init container would have been created by now.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(
+            h.fake.create_count(),
+            creates,
+            "adoption runs no init container again"
+        );
+
+        // An app crash restarts the app alone.
+        let main = running_one(&h, "init", "main", None).await;
+        h.fake.crash(&main, 1);
+        running_one(&h, "init", "main", Some(&main)).await;
+        assert_eq!(
+            h.fake.create_count(),
+            creates + 1,
+            "only the app container was created"
+        );
+
+        // A new revision runs them again, and its removal takes the completed ones along.
+        let mut ds = daemonset("init", TWO_INITS);
+        ds.spec.template.spec.init_containers[0].image = "agent:2".into();
+        h.commit(apply(ds));
+        h.grant("init", "n1");
+        let fresh = running_one(&h, "init", "first", None).await;
+        assert_eq!(h.fake.spec_of(&fresh).unwrap().image, "agent:2");
+        state_is(&h, "init", "Init:0/2").await;
+        h.commit(Command::Delete { name: "init".into() });
+        eventually("everything removed", || {
+            h.fake.instances().is_empty().then_some(())
+        })
+        .await;
+    });
+}
+
+#[test]
+fn a_sidecar_runs_beside_the_app_and_counts_for_readiness() {
+    let mut h = Harness::new();
+    actix::System::new().block_on(async {
+        h.start_agent();
+        let sidecar = "      initContainers:
+      - name: proxy
+        image: agent:1
+        restartPolicy: Always
+        readinessProbe: {exec: {command: [ready]}, periodSeconds: 1, failureThreshold: 1}
+      - {name: setup, image: agent:1, command: [sh, -c, 'true']}
+";
+        h.commit(apply(daemonset("side", sidecar)));
+        // The sidecar runs first; the next init container starts once it does.
+        running_one(&h, "side", "proxy", None).await;
+        let setup = running_one(&h, "side", "setup", None).await;
+        state_is(&h, "side", "Init:1/2").await;
+        h.fake.crash(&setup, 0);
+        running_one(&h, "side", "main", None).await;
+        eventually("ready", || {
+            h.sink
+                .get("side")
+                .filter(|s| s.state == Phase::Running && s.ready)
+        })
+        .await;
+
+        // The sidecar's readiness is the pod's too.
+        let proxy = running_one(&h, "side", "proxy", None).await;
+        h.fake.set_exec_code(&proxy, 1);
+        eventually("not ready with the sidecar unready", || {
+            h.sink
+                .get("side")
+                .filter(|s| s.state == Phase::Running && !s.ready)
+        })
+        .await;
+        h.fake.set_exec_code(&proxy, 0);
+        eventually("ready again", || h.sink.get("side").filter(|s| s.ready)).await;
+
+        // It is restarted like an app container when it dies, and nothing else reruns.
+        let creates = h.fake.create_count();
+        h.fake.crash(&proxy, 1);
+        running_one(&h, "side", "proxy", Some(&proxy)).await;
+        eventually("Running", || {
+            h.sink.get("side").filter(|s| s.state == Phase::Running)
+        })
+        .await;
+        assert_eq!(h.fake.create_count(), creates + 1);
+    });
+}

@@ -49,9 +49,9 @@ pub struct LogsView {
     pub logs: String,
 }
 
-/// `GET /v1/local/logs/{daemonset}`: this node's instance of the DaemonSet (the running one,
-/// else the most recent), read from the runtime: JSON ([`LogsView`]), or with `follow=true`
-/// plain text streamed as it is written.
+/// `GET /v1/local/logs/{daemonset}`: this node's instance of the DaemonSet (an app container's
+/// over an init container's, then the running one, else the most recent), read from the
+/// runtime: JSON ([`LogsView`]), or with `follow=true` plain text streamed as it is written.
 pub async fn local_logs(
     State(s): State<ApiState>,
     Path(daemonset): Path<String>,
@@ -74,7 +74,12 @@ pub async fn local_logs(
     let instance = instances
         .into_iter()
         .filter(|i| i.daemonset == daemonset)
-        .max_by_key(|i| (i.state.is_running(), i.started_at))
+        // An app container's output before an init container's, as kubectl logs shows the
+        // first container unless told otherwise; init output while the pod initializes.
+        .max_by_key(|i| {
+            let app = crate::runtime::labels::init_index(&i.labels).is_none();
+            (app, i.state.is_running(), i.started_at)
+        })
         .ok_or_else(|| {
             ApiError(
                 StatusCode::NOT_FOUND,

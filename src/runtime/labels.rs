@@ -16,6 +16,9 @@ pub const REVISION: &str = "io.everynode.revision";
 pub const SPEC_HASH: &str = "io.everynode.spec-hash";
 /// The container name from the pod template.
 pub const CONTAINER: &str = "io.everynode.container";
+/// Set on instances of init containers (sidecars included) only: the container's position
+/// among them. What tells a completed init instance, kept for adoption, from a crashed app one.
+pub const INIT: &str = "io.everynode.init";
 
 /// The labels an instance of `spec` carries: the pod template labels, then everynode's own keys
 /// (which win, so a template cannot make an instance look like another DaemonSet's).
@@ -31,7 +34,17 @@ pub fn for_spec(spec: &InstanceSpec) -> BTreeMap<String, String> {
     ] {
         labels.insert(k.to_string(), v);
     }
+    match spec.init_index {
+        Some(i) => labels.insert(INIT.to_string(), i.to_string()),
+        // A template label of that name must not make an app instance pass for an init one.
+        None => labels.remove(INIT),
+    };
     labels
+}
+
+/// The init container position `labels` carry; `None` for an app container's instance.
+pub fn init_index(labels: &BTreeMap<String, String>) -> Option<u32> {
+    labels.get(INIT).and_then(|v| v.parse().ok())
 }
 
 /// Whether `labels` mark an instance of this cluster and node.
@@ -57,5 +70,17 @@ mod tests {
         assert!(belongs_to(&l, "c1", "n1"));
         assert!(!belongs_to(&l, "c1", "n2"));
         assert!(!belongs_to(&l, "c2", "n1"));
+        assert_eq!(init_index(&l), None);
+    }
+
+    #[test]
+    fn init_instances_carry_their_position_and_app_instances_never_do() {
+        let mut s = spec("ds", "n1");
+        s.labels.insert(INIT.into(), "3".into());
+        assert_eq!(init_index(&for_spec(&s)), None, "a template cannot fake it");
+        s.init_index = Some(1);
+        let l = for_spec(&s);
+        assert_eq!(l[INIT], "1");
+        assert_eq!(init_index(&l), Some(1));
     }
 }

@@ -130,6 +130,11 @@ pub struct InstanceSpec {
     pub revision: String,
     /// Name of the container inside the pod template, kept for status and logs.
     pub container_name: String,
+    /// Position among the pod's init containers; `None` for an app container. Left out of the
+    /// JSON (so of the spec hash) when `None`, so app instances keep the hash they had before
+    /// init containers existed and an agent upgrade adopts them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub init_index: Option<u32>,
     /// Image reference; ignored by the process runtime.
     pub image: String,
     pub image_pull_policy: PullPolicy,
@@ -215,6 +220,7 @@ impl Default for InstanceSpec {
             daemonset: String::new(),
             revision: String::new(),
             container_name: String::new(),
+            init_index: None,
             image: String::new(),
             image_pull_policy: PullPolicy::IfNotPresent,
             command: Vec::new(),
@@ -271,7 +277,8 @@ pub enum InstanceState {
     Paused,
     /// The engine is restarting it by its own policy; everynode never asks for one.
     Restarting,
-    /// Being stopped or removed right now.
+    /// Being stopped or removed right now, or exited a moment ago with its exit status not
+    /// recorded yet (the process runtime's reaper is a little behind the kernel).
     Terminating,
     /// Finished. `code` is `None` when the runtime could not learn it, e.g. a process adopted
     /// from an earlier agent that has since exited (only a parent can read an exit status).
@@ -563,6 +570,19 @@ mod tests {
         b.env.push(("K".into(), "V".into()));
         assert_ne!(a.spec_hash(), b.spec_hash());
         assert_eq!(a.spec_hash().len(), 16);
+        let mut init = a.clone();
+        init.init_index = Some(0);
+        assert_ne!(
+            a.spec_hash(),
+            init.spec_hash(),
+            "an init container is another instance"
+        );
+    }
+
+    #[test]
+    fn app_specs_hash_as_before_init_containers_existed() {
+        // Pinned: a changed hash would replace every running instance on agent upgrade.
+        assert_eq!(spec("ds", "n1").spec_hash(), "a7ef9ed71cc3ebb1");
     }
 
     #[test]

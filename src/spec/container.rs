@@ -45,6 +45,23 @@ pub struct Container {
     pub startup_probe: Option<Probe>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub security_context: Option<SecurityContext>,
+    /// `Always` makes an init container a sidecar: started in its place among the init
+    /// containers, then kept running beside the app containers. Only init containers may set it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restart_policy: Option<ContainerRestartPolicy>,
+}
+
+/// A container's own restart policy; Kubernetes allows only `Always`, on init containers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum ContainerRestartPolicy {
+    Always,
+}
+
+impl Container {
+    /// An init container with `restartPolicy: Always`: one that keeps running.
+    pub fn is_sidecar(&self) -> bool {
+        self.restart_policy == Some(ContainerRestartPolicy::Always)
+    }
 }
 
 /// When to pull the image.

@@ -31,7 +31,7 @@ pub fn apply(ds: &mut DaemonSet) {
 /// Defaults a pod template in place. Idempotent.
 pub fn apply_template(template: &mut PodTemplateSpec) {
     let spec = &mut template.spec;
-    for c in &mut spec.containers {
+    for c in spec.containers.iter_mut().chain(spec.init_containers.iter_mut()) {
         if c.image_pull_policy.is_none() {
             c.image_pull_policy = Some(PullPolicy::default_for(&c.image));
         }
@@ -122,6 +122,22 @@ mod tests {
         let ru = ds.spec.update_strategy.rolling_update.as_ref().unwrap();
         assert_eq!(ru.max_unavailable, Some(IntOrString::Int(1)));
         assert_eq!(ru.max_surge, Some(IntOrString::Int(0)));
+    }
+
+    #[test]
+    fn init_containers_are_defaulted_as_containers_are() {
+        let mut template: PodTemplateSpec = serde_json::from_value(serde_json::json!({"spec": {
+            "hostNetwork": true,
+            "initContainers": [{"name": "setup", "image": "setup", "ports": [{"containerPort": 53}],
+                "env": [{"name": "N", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}}]}],
+        }}))
+        .unwrap();
+        apply_template(&mut template);
+        let c = &template.spec.init_containers[0];
+        assert_eq!(c.image_pull_policy, Some(PullPolicy::Always));
+        assert_eq!(c.ports[0].host_port, 53);
+        let r = c.env[0].value_from.as_ref().unwrap().field_ref.as_ref().unwrap();
+        assert_eq!(r.api_version.as_deref(), Some("v1"));
     }
 
     #[test]

@@ -119,6 +119,7 @@ static POD_SPEC: Schema = Schema::new(
     "PodSpec",
     &[
         f("containers", ObjectList(&CONTAINER)),
+        f("initContainers", ObjectList(&CONTAINER)),
         f("volumes", ObjectList(&VOLUME)),
         f("hostNetwork", Bool),
         f("hostPID", Bool),
@@ -129,10 +130,6 @@ static POD_SPEC: Schema = Schema::new(
         f("tolerations", ObjectList(&TOLERATION)),
         f("terminationGracePeriodSeconds", Int64),
         f("restartPolicy", Enum(&["Always", "OnFailure", "Never"])),
-        note(
-            "initContainers",
-            "init containers are not run; only spec.template.spec.containers are",
-        ),
         note(
             "serviceAccountName",
             "there is no Kubernetes API, so there are no service accounts",
@@ -203,10 +200,8 @@ static CONTAINER: Schema = Schema::new(
         f("securityContext", Object(&SECURITY_CONTEXT)),
         note("lifecycle", "postStart and preStop hooks are not run"),
         ignored("resizePolicy"),
-        note(
-            "restartPolicy",
-            "sidecar containers are not supported; every container restarts always",
-        ),
+        // Only init containers may set it (a sidecar); validation refuses it elsewhere.
+        f("restartPolicy", Enum(&["Always"])),
         ignored_if_not("stdin", "false"),
         ignored_if_not("stdinOnce", "false"),
         ignored_if_not("tty", "false"),

@@ -1,4 +1,4 @@
-//! The pod template's spec: containers, host volumes, host namespaces and placement fields.
+//! The pod template's spec: containers and init containers, host volumes, host namespaces and placement fields.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -37,6 +37,11 @@ fn default_grace() -> i64 {
 pub struct PodSpec {
     #[serde(default)]
     pub containers: Vec<Container>,
+    /// Run in order, each to completion, before the containers start (sidecars, with
+    /// `restartPolicy: Always`, keep running instead). Left out of the JSON when empty, so
+    /// templates without any keep their revision hash.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub init_containers: Vec<Container>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub volumes: Vec<Volume>,
     /// Use the host's network namespace (the usual choice for node agents).
@@ -67,6 +72,7 @@ impl Default for PodSpec {
     fn default() -> Self {
         PodSpec {
             containers: Vec::new(),
+            init_containers: Vec::new(),
             volumes: Vec::new(),
             host_network: false,
             host_pid: false,

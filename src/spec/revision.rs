@@ -122,6 +122,22 @@ mod tests {
     }
 
     #[test]
+    fn init_containers_are_part_of_the_revision() {
+        let base = revision_hash(&template("agent:1.0"));
+        let mut with_init = template("agent:1.0");
+        with_init.spec.init_containers.push(Container {
+            name: "setup".into(),
+            image: "setup:1".into(),
+            ..Container::default()
+        });
+        let one = revision_hash(&with_init);
+        assert_ne!(base, one);
+        with_init.spec.init_containers[0].restart_policy =
+            Some(crate::spec::container::ContainerRestartPolicy::Always);
+        assert_ne!(one, revision_hash(&with_init), "a sidecar is another pod");
+    }
+
+    #[test]
     fn explicit_defaults_do_not_change_the_revision() {
         let mut explicit = template("agent:1.0");
         explicit.spec.containers[0].image_pull_policy =

@@ -12,8 +12,8 @@
 //!   `bootstrap_races`.
 //! - Runtimes: `runtime_contract` (one behaviour suite run against every runtime),
 //!   `runtime_process`, `runtime_docker` (what is specific to each).
-//! - Real agents on loopback: `e2e_membership`, `e2e_control`, `e2e_agent`, `e2e_rollout`,
-//!   `security_api`; against the Docker engine: `e2e_docker_agent`, `e2e_docker_rollout`.
+//! - Real agents on loopback: `e2e_membership`, `e2e_control`, `e2e_agent`, `e2e_init`,
+//!   `e2e_rollout`, `security_api`; against the Docker engine: `e2e_docker_agent`, `e2e_docker_rollout`.
 //! - Hosts in network namespaces: `faults`.
 
 mod support;
@@ -26,6 +26,7 @@ mod e2e_control;
 mod e2e_docker_agent;
 mod e2e_docker_bundle;
 mod e2e_docker_rollout;
+mod e2e_init;
 mod e2e_membership;
 mod e2e_rollout;
 mod examples;

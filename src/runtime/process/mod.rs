@@ -21,11 +21,13 @@
 //! process whose record was never written (the agent died between the spawn and the write) can
 //! still be recognised as ours and removed: see [`ProcessRuntime::reap_unrecorded`].
 
+use std::collections::HashSet;
 use std::fs::{self, OpenOptions};
 use std::io::{self};
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use async_trait::async_trait;
@@ -60,6 +62,8 @@ pub const STATE_DIR_ENV: &str = "EVERYNODE_STATE_DIR";
 const POLL: Duration = Duration::from_millis(20);
 /// How long to wait for a SIGKILLed process to disappear before giving up.
 const KILL_WAIT: Duration = Duration::from_secs(5);
+/// How long `stop` waits for the reaper to record an exit it has seen.
+const REAP_WAIT: Duration = Duration::from_secs(1);
 
 /// Runs instances as host processes; the state dir is its memory across agent restarts.
 #[derive(Debug, Clone)]
@@ -73,6 +77,11 @@ pub struct ProcessRuntime {
     max_log_bytes: u64,
     /// Rotated files kept per instance ([`DEFAULT_KEPT_LOGS`]).
     kept_logs: usize,
+    /// Instances this runtime started whose exit it has not recorded yet. Between the exit and
+    /// the record (the reaper task is a little behind the kernel) such an instance reads as
+    /// `Terminating`, not as an exit with an unknown status: that would count a finished init
+    /// container as failed and run it again.
+    reaping: Arc<Mutex<HashSet<String>>>,
 }
 
 impl ProcessRuntime {
@@ -98,6 +107,7 @@ impl ProcessRuntime {
             marker,
             max_log_bytes: DEFAULT_MAX_LOG_BYTES,
             kept_logs: DEFAULT_KEPT_LOGS,
+            reaping: Arc::default(),
         })
     }
 
@@ -123,6 +133,8 @@ impl ProcessRuntime {
         let exit = if alive { None } else { self.read_exit(&rec.id) };
         let state = if alive {
             InstanceState::Running
+        } else if exit.is_none() && self.is_reaping(&rec.id) {
+            InstanceState::Terminating
         } else {
             InstanceState::Exited {
                 code: exit.as_ref().map(|e| e.code),
@@ -142,6 +154,22 @@ impl ProcessRuntime {
         instance.pid = alive.then_some(rec.pid);
         instance.image = rec.image.clone();
         instance
+    }
+
+    fn is_reaping(&self, id: &str) -> bool {
+        self.reaping
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(id)
+    }
+
+    /// Waits (at most `REAP_WAIT`) for the exit of an instance this runtime started to be
+    /// recorded, so that `stop` returns with the exit status known, as Docker's does.
+    async fn await_reaped(&self, id: &str) {
+        let deadline = Instant::now() + REAP_WAIT;
+        while self.is_reaping(id) && Instant::now() < deadline {
+            tokio::time::sleep(POLL).await;
+        }
     }
 
     /// Signals the group, then waits until the leader is gone or `wait` has passed; true if gone.
@@ -275,21 +303,30 @@ impl ContainerRuntime for ProcessRuntime {
         // with it and the process lives on, adopted by the next agent.
         let exit_path = self.exit_path(&id);
         let record_path = self.record_path(&id);
+        let reaping = self.reaping.clone();
+        reaping
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id.clone());
+        let reaped = id.clone();
         tokio::spawn(async move {
-            let Ok(status) = child.wait().await else { return };
-            let exit = ExitRecord {
-                code: status
-                    .code()
-                    .unwrap_or_else(|| 128 + status.signal().unwrap_or(0)),
-                signal: status.signal(),
-                finished_at: SystemTime::now(),
-            };
-            // Removed meanwhile: nothing to annotate, and no orphan exit file to leave behind.
-            if record_path.exists() {
-                if let Err(e) = write_json_atomic(&exit_path, &exit) {
-                    tracing::warn!(path = %exit_path.display(), error = %e, "recording an exit status");
+            if let Ok(status) = child.wait().await {
+                let exit = ExitRecord {
+                    code: status
+                        .code()
+                        .unwrap_or_else(|| 128 + status.signal().unwrap_or(0)),
+                    signal: status.signal(),
+                    finished_at: SystemTime::now(),
+                };
+                // Removed meanwhile: nothing to annotate, and no orphan exit file to leave behind.
+                if record_path.exists() {
+                    if let Err(e) = write_json_atomic(&exit_path, &exit) {
+                        tracing::warn!(path = %exit_path.display(), error = %e, "recording an exit status");
+                    }
                 }
             }
+            // Recorded or not, what there is to know is on disk now.
+            reaping.lock().unwrap_or_else(|p| p.into_inner()).remove(&reaped);
         });
         tracing::info!(id = %id, pid, "started process instance");
         Ok(self.observe(&rec))
@@ -303,10 +340,12 @@ impl ContainerRuntime for ProcessRuntime {
         if self.signal_and_wait(&rec, libc::SIGTERM, grace).await {
             // The leader went on its own; helpers it left in its group go with it, as in a container.
             signal_group(rec.pid, libc::SIGKILL);
+            self.await_reaped(id).await;
             return Ok(());
         }
         tracing::info!(id, ?grace, "grace period over, sending SIGKILL");
         if self.signal_and_wait(&rec, libc::SIGKILL, KILL_WAIT).await {
+            self.await_reaped(id).await;
             Ok(())
         } else {
             Err(RuntimeError::Other {
@@ -446,6 +485,28 @@ fn ignored_settings(spec: &InstanceSpec) -> Vec<&'static str> {
 mod tests {
     use super::*;
     use crate::runtime::test_support::spec;
+
+    #[test]
+    fn an_exit_not_yet_recorded_by_this_runtime_is_terminating_not_unknown() {
+        let dir = tempfile::tempdir().unwrap();
+        let rt = ProcessRuntime::new(dir.path()).unwrap();
+        let me = std::process::id();
+        let ticks = read_stat(me).unwrap().start_ticks;
+        // A record whose process is gone (another start time) and whose exit is not on disk.
+        let gone = records::tests::record_for(me, ticks + 1, labels::for_spec(&spec("ds", "n1")));
+        rt.reaping.lock().unwrap().insert(gone.id.clone());
+        assert_eq!(
+            rt.observe(&gone).state,
+            InstanceState::Terminating,
+            "its reaper is behind"
+        );
+        rt.reaping.lock().unwrap().remove(&gone.id);
+        assert_eq!(
+            rt.observe(&gone).state,
+            InstanceState::Exited { code: None },
+            "nobody will record it"
+        );
+    }
 
     #[test]
     fn ignored_settings_are_named() {

@@ -1,4 +1,4 @@
-//! Validation of containers: names, images, ports, environment, limits, mounts and probes.
+//! Validation of containers and init containers: names, images, ports, environment, limits, mounts, probes and sidecars.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -23,48 +23,102 @@ pub(crate) fn containers(out: &mut Issues, pod: &FieldPath, spec: &PodSpec, volu
         out.required(&path)
             .hint("a DaemonSet needs at least one container under spec.template.spec.containers");
     }
+    // Names are unique across containers and init containers; the app containers are checked
+    // first, so a clash is reported on the init container, as Kubernetes does.
     let mut names = BTreeSet::new();
     // (hostPort, protocol) across all containers, as Kubernetes checks them.
     let mut host_ports = BTreeSet::new();
     for (i, c) in spec.containers.iter().enumerate() {
         let p = path.index(i);
-        if c.name.is_empty() {
-            out.required(&p.child("name"));
-        } else if !is_dns1123_label(&c.name) {
-            out.invalid(&p.child("name"), &c.name, DNS1123_LABEL);
-        } else if !names.insert(c.name.as_str()) {
-            out.duplicate(&p.child("name"), &c.name);
+        common(out, &p, c, spec, volumes, &mut names, &mut host_ports);
+        probes(out, &p, c);
+        if c.restart_policy.is_some() {
+            out.err(
+                &p.child("restartPolicy"),
+                "Forbidden: may not be set for non-init containers",
+            )
+            .hint("a container with restartPolicy: Always is a sidecar: list it under spec.template.spec.initContainers");
         }
-        if c.image.is_empty() {
-            out.required(&p.child("image"))
-                .hint("name the image to run, e.g. quay.io/prometheus/node-exporter:v1.8.2");
-        } else if c.image.trim() != c.image {
-            out.invalid(
-                &p.child("image"),
-                &c.image,
-                "must not have leading or trailing whitespace",
-            );
+    }
+    let init = pod.child("initContainers");
+    for (i, c) in spec.init_containers.iter().enumerate() {
+        let p = init.index(i);
+        // Init containers run one at a time, so Kubernetes checks host ports within each alone.
+        let mut own_ports = BTreeSet::new();
+        common(out, &p, c, spec, volumes, &mut names, &mut own_ports);
+        if c.is_sidecar() {
+            probes(out, &p, c);
+            continue;
         }
-        ports(out, &p, c, spec.host_network, &mut host_ports);
-        for (j, from) in c.env_from.iter().enumerate() {
-            env_from(out, &p.child("envFrom").index(j), from);
-        }
-        for (j, env) in c.env.iter().enumerate() {
-            env_var(out, &p.child("env").index(j), env, &spec.containers);
-        }
-        resources(out, &p.child("resources"), c);
-        mounts(out, &p, c, volumes);
+        // A regular init container runs to completion: there is nothing to probe.
         for (name, probe) in [
             ("readinessProbe", &c.readiness_probe),
             ("livenessProbe", &c.liveness_probe),
             ("startupProbe", &c.startup_probe),
         ] {
-            if let Some(probe) = probe {
-                self::probe(out, &p.child(name), c, probe, name != "readinessProbe");
+            if probe.is_some() {
+                out.err(
+                    &p.child(name),
+                    "Forbidden: may not be set for init containers without restartPolicy=Always",
+                )
+                .hint("remove the probe, or set restartPolicy: Always to make this init container a sidecar");
             }
         }
-        if let Some(sc) = &c.security_context {
-            security_context(out, &p.child("securityContext"), sc);
+    }
+}
+
+/// The rules every container follows, app or init: name, image, ports, env, limits, mounts and
+/// security context.
+fn common<'a>(
+    out: &mut Issues,
+    p: &FieldPath,
+    c: &'a Container,
+    spec: &PodSpec,
+    volumes: &VolumeNames,
+    names: &mut BTreeSet<&'a str>,
+    host_ports: &mut BTreeSet<(i32, &'static str)>,
+) {
+    if c.name.is_empty() {
+        out.required(&p.child("name"));
+    } else if !is_dns1123_label(&c.name) {
+        out.invalid(&p.child("name"), &c.name, DNS1123_LABEL);
+    } else if !names.insert(c.name.as_str()) {
+        out.duplicate(&p.child("name"), &c.name);
+    }
+    if c.image.is_empty() {
+        out.required(&p.child("image"))
+            .hint("name the image to run, e.g. quay.io/prometheus/node-exporter:v1.8.2");
+    } else if c.image.trim() != c.image {
+        out.invalid(
+            &p.child("image"),
+            &c.image,
+            "must not have leading or trailing whitespace",
+        );
+    }
+    ports(out, p, c, spec.host_network, host_ports);
+    for (j, from) in c.env_from.iter().enumerate() {
+        env_from(out, &p.child("envFrom").index(j), from);
+    }
+    for (j, env) in c.env.iter().enumerate() {
+        // resourceFieldRef names one of the app containers, as the node's resolver reads them.
+        env_var(out, &p.child("env").index(j), env, &spec.containers);
+    }
+    resources(out, &p.child("resources"), c);
+    mounts(out, p, c, volumes);
+    if let Some(sc) = &c.security_context {
+        security_context(out, &p.child("securityContext"), sc);
+    }
+}
+
+/// The probes of an app container or a sidecar.
+fn probes(out: &mut Issues, p: &FieldPath, c: &Container) {
+    for (name, probe) in [
+        ("readinessProbe", &c.readiness_probe),
+        ("livenessProbe", &c.liveness_probe),
+        ("startupProbe", &c.startup_probe),
+    ] {
+        if let Some(probe) = probe {
+            self::probe(out, &p.child(name), c, probe, name != "readinessProbe");
         }
     }
 }

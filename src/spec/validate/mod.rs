@@ -174,9 +174,11 @@ fn update_strategy(out: &mut Issues, path: &FieldPath, ds: &DaemonSet) {
 /// the rollout would hang on every node. Kubernetes accepts this and fails at run time.
 fn surge_port_conflict(out: &mut Issues, path: &FieldPath, surge: IntOrPercent, ds: &DaemonSet) {
     let pod = &ds.spec.template.spec;
+    // Sidecars keep running too, so they hold their host ports beside the old instance's.
     let ports: Vec<String> = pod
         .containers
         .iter()
+        .chain(pod.init_containers.iter().filter(|c| c.is_sidecar()))
         .flat_map(|c| {
             c.ports
                 .iter()

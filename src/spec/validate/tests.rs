@@ -216,6 +216,84 @@ fn every_rule_reports_its_path() {
             "Duplicate value: \"a\"",
         ),
         (
+            "an init container named like a container",
+            pod(json!({"initContainers": [plain("agent")]})),
+            vec![format!("{POD}.initContainers[0].name")],
+            "Duplicate value: \"agent\"",
+        ),
+        (
+            "duplicate init container",
+            pod(json!({"initContainers": [plain("i"), plain("i")]})),
+            vec![format!("{POD}.initContainers[1].name")],
+            "Duplicate value: \"i\"",
+        ),
+        (
+            "init container image missing",
+            pod(json!({"initContainers": [{"name": "i"}]})),
+            vec![format!("{POD}.initContainers[0].image")],
+            "Required value",
+        ),
+        (
+            "init container env like a container's",
+            pod(json!({"initContainers": [{"name": "i", "image": "x:1", "env": [{"name": "X=1"}]}]})),
+            vec![format!("{POD}.initContainers[0].env[0].name")],
+            "printable ASCII characters other than '='",
+        ),
+        (
+            "init container mounts a volume that does not exist",
+            pod(
+                json!({"initContainers": [{"name": "i", "image": "x:1", "volumeMounts": [{"name": "nope", "mountPath": "/n"}]}]}),
+            ),
+            vec![format!("{POD}.initContainers[0].volumeMounts[0].name")],
+            "Not found",
+        ),
+        (
+            "host ports clash inside one init container",
+            pod(json!({"initContainers": [{"name": "i", "image": "x:1", "ports": [
+                {"containerPort": 80, "hostPort": 80}, {"containerPort": 81, "hostPort": 80}]}]})),
+            vec![format!("{POD}.initContainers[0].ports[1].hostPort")],
+            "Duplicate value: \"80/TCP\"",
+        ),
+        (
+            "a sidecar among the app containers",
+            container(json!({"restartPolicy": "Always"})),
+            vec![format!("{C0}.restartPolicy")],
+            "Forbidden: may not be set for non-init containers",
+        ),
+        (
+            "init container restartPolicy other than Always",
+            pod(json!({"initContainers": [{"name": "i", "image": "x:1", "restartPolicy": "Never"}]})),
+            vec![format!("{POD}.initContainers[0].restartPolicy")],
+            "Unsupported value: \"Never\": supported values: \"Always\"",
+        ),
+        (
+            "readiness probe on a regular init container",
+            pod(
+                json!({"initContainers": [{"name": "i", "image": "x:1", "readinessProbe": {"exec": {"command": ["true"]}}}]}),
+            ),
+            vec![format!("{POD}.initContainers[0].readinessProbe")],
+            "Forbidden: may not be set for init containers without restartPolicy=Always",
+        ),
+        (
+            "liveness and startup probes on a regular init container",
+            pod(json!({"initContainers": [{"name": "i", "image": "x:1",
+                "livenessProbe": {"exec": {"command": ["true"]}}, "startupProbe": {"exec": {"command": ["true"]}}}]})),
+            vec![
+                format!("{POD}.initContainers[0].livenessProbe"),
+                format!("{POD}.initContainers[0].startupProbe"),
+            ],
+            "Forbidden: may not be set for init containers without restartPolicy=Always",
+        ),
+        (
+            "a sidecar's probes are checked like a container's",
+            pod(
+                json!({"initContainers": [{"name": "i", "image": "x:1", "restartPolicy": "Always",
+                "livenessProbe": {"exec": {"command": ["true"]}, "successThreshold": 2}}]}),
+            ),
+            vec![format!("{POD}.initContainers[0].livenessProbe.successThreshold")],
+            "must be 1",
+        ),
+        (
             "container name",
             container(json!({"name": "Agent"})),
             vec![format!("{C0}.name")],
@@ -952,6 +1030,21 @@ fn every_rule_reports_its_path() {
             "{name}: expected {fragment:?} in {messages:?}"
         );
     }
+}
+
+#[test]
+fn init_containers_and_sidecars_are_accepted_as_kubernetes_accepts_them() {
+    let patch = pod(json!({"initContainers": [
+        // Init containers run one at a time: the same host port in two of them is no clash.
+        {"name": "first", "image": "x:1", "ports": [{"containerPort": 80, "hostPort": 80}]},
+        {"name": "second", "image": "x:1", "ports": [{"containerPort": 80, "hostPort": 80}],
+         "volumeMounts": [{"name": "proc", "mountPath": "/host/proc"}]},
+        {"name": "proxy", "image": "x:1", "restartPolicy": "Always",
+         "readinessProbe": {"exec": {"command": ["true"]}},
+         "livenessProbe": {"exec": {"command": ["true"]}},
+         "startupProbe": {"exec": {"command": ["true"]}}},
+    ]}));
+    assert_eq!(check(&patch), (vec![], vec![], vec![]));
 }
 
 #[test]

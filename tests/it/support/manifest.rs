@@ -22,6 +22,8 @@ pub struct Manifest {
     strategy: Option<String>,
     grace: u64,
     node_selector: Vec<(String, String)>,
+    /// Init containers as (name, `command` as a YAML flow sequence), in order.
+    init: Vec<(String, String)>,
 }
 
 impl Manifest {
@@ -38,6 +40,7 @@ impl Manifest {
             strategy: None,
             grace: 1,
             node_selector: Vec::new(),
+            init: Vec::new(),
         }
     }
 
@@ -57,6 +60,15 @@ impl Manifest {
     pub fn script(mut self, script: &str) -> Self {
         assert!(!script.contains('\''), "scripts are single-quoted YAML: {script}");
         self.command = format!("[sh, -c, '{script}']");
+        self
+    }
+
+    /// An init container `name` running `sh -c SCRIPT`, after those added before; the script
+    /// must not contain a single quote.
+    pub fn init_script(mut self, name: &str, script: &str) -> Self {
+        assert!(!script.contains('\''), "scripts are single-quoted YAML: {script}");
+        self.init
+            .push((name.to_string(), format!("[sh, -c, '{script}']")));
         self
     }
 
@@ -145,6 +157,16 @@ impl Manifest {
                 let _ = writeln!(y, "        {k}: {}", quoted(v));
             }
         }
+        if !self.init.is_empty() {
+            y.push_str("      initContainers:\n");
+            for (name, command) in &self.init {
+                let _ = writeln!(
+                    y,
+                    "      - name: {name}\n        image: {}\n        command: {command}",
+                    self.image
+                );
+            }
+        }
         let _ = writeln!(
             y,
             "      containers:\n      - name: main\n        image: {}",
@@ -189,6 +211,7 @@ fn the_built_manifest_is_a_valid_daemonset_with_what_was_asked() {
         .history_limit(100)
         .max_unavailable("1")
         .node_selector("kubernetes.io/hostname", "n1")
+        .init_script("setup", "echo set up")
         .yaml();
     let docs = everynode::spec::parse(yaml.as_bytes(), "built");
     assert_eq!(docs.len(), 1, "{yaml}");
@@ -198,4 +221,9 @@ fn the_built_manifest_is_a_valid_daemonset_with_what_was_asked() {
         .map(|i| i.to_string())
         .collect();
     assert!(docs[0].is_valid() && issues.is_empty(), "{issues:?}\n{yaml}");
+    let ds = docs[0].daemonset().expect("a DaemonSet");
+    assert_eq!(
+        ds.spec.template.spec.init_containers[0].command,
+        ["sh", "-c", "echo set up"]
+    );
 }

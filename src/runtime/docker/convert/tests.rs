@@ -212,6 +212,18 @@ fn spec_converts_to_container_config() {
                 assert_eq!(l[labels::CONTAINER], "main");
                 assert_eq!(l["app"], "example");
                 assert_eq!(l[labels::SPEC_HASH].len(), 16);
+                assert!(!l.contains_key(labels::INIT), "an app container");
+            },
+        ),
+        (
+            "an init container's instance says which one it is, and Docker does not restart it",
+            |s| s.init_index = Some(2),
+            |c| {
+                assert_eq!(c.labels.as_ref().unwrap()[labels::INIT], "2");
+                assert_eq!(
+                    host(c).restart_policy.as_ref().unwrap().name,
+                    Some(RestartPolicyNameEnum::NO)
+                );
             },
         ),
     ];
