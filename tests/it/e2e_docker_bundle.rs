@@ -1,4 +1,4 @@
-//! A log-shipper-shaped bundle on the real Docker engine: ServiceAccount, ConfigMap, Secret and DaemonSet in one file; the container sees its mounted config, the secret, `$(NODE_NAME)` and `$(HOST_IP)`; a changed ConfigMap reaches the mounted file without a restart; a missing ConfigMap holds the instance in CreateContainerConfigError until it is applied.
+//! A log-shipper-shaped bundle on the real Docker engine: ServiceAccount, ConfigMap, Secret and DaemonSet in one file; an init container writes into an emptyDir first; the container sees its mounted config, the secret, `$(NODE_NAME)` and `$(HOST_IP)`; a changed ConfigMap reaches the mounted file without a restart; a missing ConfigMap holds the instance in CreateContainerConfigError until it is applied.
 //!
 //! With no engine the test prints a loud SKIP, except under `CI=true` where it fails.
 
@@ -41,6 +41,16 @@ spec:
     spec:
       serviceAccountName: shipper
       terminationGracePeriodSeconds: 1
+      initContainers:
+      - name: prepare
+        image: {IMAGE}
+        imagePullPolicy: Never
+        command: ["sh", "-c", "echo prepared-on-$(NODE_NAME) > /scratch/from-init"]
+        env:
+        - name: NODE_NAME
+          valueFrom: {{fieldRef: {{fieldPath: spec.nodeName}}}}
+        volumeMounts:
+        - {{name: scratch, mountPath: /scratch}}
       containers:
       - name: shipper
         image: {IMAGE}
@@ -50,6 +60,7 @@ spec:
         - >-
           echo "start node=$(NODE_NAME) ip=$(HOST_IP) level=$LEVEL token=$SECRET_token file=$(cat /etc/secret/token)";
           echo "labels $(cat /etc/podinfo/labels | tr '\n' ' ')";
+          echo "init=$(cat /scratch/from-init)";
           echo scratch > /scratch/x && echo "scratch=$(cat /scratch/x)";
           while true; do echo "conf $(cat /etc/shipper/shipper.conf)"; sleep 1; done
         env:
@@ -159,9 +170,18 @@ fn a_log_shipper_bundle_runs_as_written_and_follows_its_config_map() {
         "downward labels: {text}"
     );
     assert!(text.contains("scratch=scratch"), "{text}");
+    assert!(
+        text.contains("init=prepared-on-node-0"),
+        "the init container wrote into the emptyDir first: {text}"
+    );
     assert!(text.contains("conf level=info"), "{text}");
     assert!(host_dir.is_dir(), "DirectoryOrCreate made the host path");
-    let first = rt.block_on(containers(&docker, &cluster_name));
+    // The app container; the completed init container is kept beside it, as Kubernetes does.
+    let first = rt
+        .block_on(containers(&docker, &cluster_name))
+        .into_iter()
+        .filter(|c| c.2.contains("running"))
+        .collect::<Vec<_>>();
     assert_eq!(first.len(), 1, "{first:?}");
     assert!(
         first[0].3.contains(&"SECRET_token=hunter2".to_string()),
@@ -179,7 +199,11 @@ fn a_log_shipper_bundle_runs_as_written_and_follows_its_config_map() {
             l.contains("conf level=debug").then_some(()).ok_or(l)
         },
     );
-    let now = rt.block_on(containers(&docker, &cluster_name));
+    let now: Vec<_> = rt
+        .block_on(containers(&docker, &cluster_name))
+        .into_iter()
+        .filter(|c| c.2.contains("running"))
+        .collect();
     assert_eq!(now.len(), 1, "{now:?}");
     assert_eq!(
         now[0].0, first[0].0,
