@@ -116,22 +116,16 @@ impl NodeAgent {
                 let rev = granted_revision(&store, record, &settings.node);
                 let pod_generation = record.rollout.pod_generation(&settings.node);
                 match self.build(&store, name, ds, &rev.hash, &rev.template, pod_generation) {
-                    Ok(d) => {
+                    Ok(Err(why)) => Want::Refused(why),
+                    Ok(Ok(d)) => {
                         let mut d = d.with_pod_generation(pod_generation);
                         d.min_ready_secs = ds.spec.min_ready().as_secs();
                         d.surge = matches!(
                             Strategy::from_spec(&ds.spec.update_strategy).budget(1),
                             Some(b) if b.max_surge > 0
                         );
-                        // Init containers run on this host too: the same policy holds for them.
-                        let all: Vec<_> = d.specs.iter().chain(&d.init).cloned().collect();
-                        match settings.policy.check(name, &all, &settings.pod_root) {
-                            Ok(()) => {
-                                self.last_run.insert(name.clone(), d.clone());
-                                Want::Run(Box::new(d))
-                            }
-                            Err(why) => Want::Refused(why),
-                        }
+                        self.last_run.insert(name.clone(), d.clone());
+                        Want::Run(Box::new(d))
                     }
                     Err(e @ (AgentError::Config { .. } | AgentError::Volume { .. })) => {
                         match self.last_run.get(name) {
@@ -160,8 +154,9 @@ impl NodeAgent {
         self.last_run.retain(|n, _| store.daemonsets.contains_key(n));
     }
 
-    /// The instances of one revision on this node, after its volume files are written and its
-    /// host paths checked.
+    /// The instances of one revision on this node (or why this node's policy refuses them),
+    /// after its volume files are written and its host paths checked. The policy goes first:
+    /// a refused DaemonSet must not even create a `DirectoryOrCreate` host path.
     fn build(
         &self,
         store: &Store,
@@ -170,7 +165,7 @@ impl NodeAgent {
         revision: &str,
         template: &crate::spec::PodTemplateSpec,
         pod_generation: u64,
-    ) -> Result<Desired, crate::agent::AgentError> {
+    ) -> Result<Result<Desired, String>, AgentError> {
         let settings = &self.ctx.settings;
         let namespace = &ds.metadata.namespace;
         let objects = StoreObjects {
@@ -219,15 +214,21 @@ impl NodeAgent {
             dir: podsetup::pod_dir(&settings.pod_root, namespace, name, revision),
             seccomp_dir: settings.seccomp_dir.clone(),
         };
-        podsetup::prepare(name, template, &setup)?;
-        desired_with(
+        let d = desired_with(
             &settings.cluster,
             &settings.node,
             name,
             revision,
             template,
             &setup,
-        )
+        )?;
+        // Init containers run on this host too: the same policy holds for them.
+        let all: Vec<_> = d.specs.iter().chain(&d.init).cloned().collect();
+        if let Err(why) = settings.policy.check(name, &all, &settings.pod_root) {
+            return Ok(Err(why));
+        }
+        podsetup::prepare(name, template, &setup)?;
+        Ok(Ok(d))
     }
 
     fn send(&mut self, ctx: &mut Context<Self>, name: &str, want: Want) {

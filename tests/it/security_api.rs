@@ -106,7 +106,11 @@ fn bad_actors_are_refused_and_change_nothing() {
     // node-1's owner refuses privileged containers; node-0's does not.
     let cluster = Cluster::start_seeded_with(2, 1, |i| {
         if i == 1 {
-            vec!["--deny-privileged".into()]
+            vec![
+                "--deny-privileged".into(),
+                "--allowed-host-paths".into(),
+                "/var/log".into(),
+            ]
         } else {
             vec![]
         }
@@ -151,6 +155,35 @@ fn bad_actors_are_refused_and_change_nothing() {
             .then_some(())
             .ok_or(format!("{table}{}", stderr(&out)))
     });
+
+    // A host path the policy refuses is not even created: the policy goes before the volumes.
+    let never = dir.join("never-made");
+    let host_path = format!(
+        "apiVersion: apps/v1\nkind: DaemonSet\nmetadata: {{name: hostdir}}\nspec:\n  selector: {{matchLabels: {{app: hostdir}}}}\n  template:\n    metadata: {{labels: {{app: hostdir}}}}\n    spec:\n      nodeName: node-1\n      containers:\n      - {{name: h, image: busybox, command: [sleep, '3600'], volumeMounts: [{{name: d, mountPath: /d}}]}}\n      volumes: [{{name: d, hostPath: {{path: {}, type: DirectoryOrCreate}}}}]\n",
+        never.display()
+    );
+    let manifest = write_manifest(dir, "hostdir.yaml", &host_path);
+    let out = n0.cli(&["apply", "-f", &manifest]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    wait_until("hostdir refused on node-1", SETTLE, || {
+        let pods = json(&n1.cli(&["get", "pods", "-o", "json"]));
+        let p = pods
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["daemonset"] == "hostdir")
+            .cloned();
+        match p {
+            Some(p) if p["state"] == "PolicyDenied" => Ok(p),
+            other => Err(format!("{other:?}")),
+        }
+    });
+    assert!(
+        !never.exists(),
+        "a refused DirectoryOrCreate host path was created"
+    );
+    let out = n0.cli(&["delete", "ds", "hostdir"]);
+    assert!(out.status.success(), "{}", stderr(&out));
 
     let before = snapshot(n0);
     let url = |path: &str| format!("{}{path}", n0.server());
