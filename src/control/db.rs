@@ -74,11 +74,19 @@ impl DbError {
     }
 }
 
+/// The redb page cache of a node.
+pub const CACHE_BYTES: usize = 16 * 1024 * 1024;
+
 /// Opens (or creates) the database in `dir` and makes sure every table exists, so that
 /// read transactions never meet a missing table.
 pub(crate) fn open_db(dir: &Path) -> Result<Arc<Database>, DbError> {
     std::fs::create_dir_all(dir)?;
-    let db = Database::create(dir.join(DB_FILE))?;
+    // redb caches up to 1 GiB by default, which a node agent must not take: a few large
+    // DaemonSets written a few times grew an agent by tens of MB. Reads here are the Raft log
+    // tail and one store record; the OS page cache serves the rest.
+    let db = redb::Builder::new()
+        .set_cache_size(CACHE_BYTES)
+        .create(dir.join(DB_FILE))?;
     let tx = db.begin_write()?;
     {
         tx.open_table(LOGS)?;

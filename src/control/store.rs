@@ -231,6 +231,11 @@ pub enum Command {
     ForgetNode {
         node: String,
     },
+    /// Drops the grants, holds and `delete pod` counts of nodes gossip no longer lists (dead for
+    /// longer than its dead-node grace); their label and taint overrides stay, an operator's.
+    ForgetRolloutNodes {
+        nodes: Vec<String>,
+    },
     /// One step of the rollout planner, valid only against the rollout state `seq` it was
     /// computed from and the current revision `revision`. With `complete`, the nodes of
     /// `hold` (selected but absent) keep what they run; `release` ends holds on nodes gone for
@@ -397,6 +402,14 @@ impl Store {
                     o.labels.insert(k.clone(), v.clone());
                 }
                 self.prune_node(node);
+                Response::Ok
+            }
+            Command::ForgetRolloutNodes { nodes } => {
+                for record in self.daemonsets.values_mut() {
+                    for node in nodes {
+                        record.rollout.forget_node(node);
+                    }
+                }
                 Response::Ok
             }
             Command::ForgetNode { node } => {

@@ -136,10 +136,39 @@ pub fn step(name: &str, record: &DaemonSetRecord, decision: Decision, at: u64) -
     }
 }
 
+/// How long a leader must have run before it takes a node gossip does not know for gone: long
+/// enough to have heard of every live member (gossip converges in seconds; a node dead for
+/// less than chitchat's dead-node grace of a day is still listed as dead).
+pub const FORGET_AFTER_UPTIME: Duration = Duration::from_secs(600);
+
+/// Nodes the rollout state still names (grants, holds, `delete pod` counts) that gossip does
+/// not list at all, not even as dead: gone for longer than chitchat's dead-node grace. Their
+/// records would otherwise stay forever (a node that simply died never sends `NodeLeft`).
+pub fn forgotten_nodes(store: &Store, members: &[Member]) -> Vec<String> {
+    let known: std::collections::BTreeSet<&str> = members.iter().map(|m| m.name.as_str()).collect();
+    let mut named = std::collections::BTreeSet::new();
+    for r in store.daemonsets.values() {
+        let s = &r.rollout;
+        named.extend(
+            s.grants
+                .keys()
+                .chain(s.held.keys())
+                .chain(s.pod_generations.keys())
+                .cloned(),
+        );
+    }
+    named
+        .into_iter()
+        .filter(|n| !known.contains(n.as_str()))
+        .collect()
+}
+
 /// Runs on every node; acts only while this node leads. `grace` is `--dead-node-grace`.
 pub async fn run(raft: Raft, applied: watch::Receiver<Arc<Store>>, membership: Membership, grace: Duration) {
+    let started = std::time::Instant::now();
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_prune = started;
     loop {
         tick.tick().await;
         let metrics = raft.metrics().borrow().clone();
@@ -152,6 +181,18 @@ pub async fn run(raft: Raft, applied: watch::Receiver<Arc<Store>>, membership: M
             continue;
         }
         let store = applied.borrow().clone();
+        if started.elapsed() > FORGET_AFTER_UPTIME && last_prune.elapsed() > Duration::from_secs(60) {
+            last_prune = std::time::Instant::now();
+            let gone = forgotten_nodes(&store, &membership.members().await);
+            if !gone.is_empty() {
+                info!(nodes = ?gone, "forgetting the rollout records of nodes gossip no longer lists (gone for over a day)");
+                let cmd = Command::ForgetRolloutNodes { nodes: gone };
+                if let Err(e) = raft.client_write(cmd).await {
+                    debug!(error = %e, "forgetting gone nodes not committed");
+                }
+                continue;
+            }
+        }
         if store.daemonsets.values().all(|r| !r.rollout.unfinished()) {
             continue;
         }

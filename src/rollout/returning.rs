@@ -381,3 +381,26 @@ fn two_nodes_returning_behind_after_a_partition_are_updated_within_the_budget() 
         "the returning nodes were updated, one at a time"
     );
 }
+
+#[test]
+fn nodes_gossip_no_longer_lists_are_forgotten_by_the_rollout_state_only() {
+    let mut s = completed_without_n2_n3();
+    s.nodes.insert("n3".into(), Default::default());
+    // n2 is dead but still listed (within chitchat's dead-node grace): kept. n3 is not listed.
+    let members = [
+        member("n1", MemberState::Alive, None),
+        member("n2", MemberState::Dead, Some(10)),
+    ];
+    let gone = super::driver::forgotten_nodes(&s, &members);
+    assert_eq!(gone, vec!["n3".to_string()]);
+    assert!(s.daemonsets[DS].rollout.held.contains_key("n3"));
+    assert_eq!(
+        s.apply(&Command::ForgetRolloutNodes { nodes: gone }),
+        Response::Ok
+    );
+    let r = &s.daemonsets[DS].rollout;
+    assert!(!r.held.contains_key("n3") && !r.grants.contains_key("n3"));
+    assert!(r.held.contains_key("n2"), "a listed dead node keeps its hold");
+    assert!(s.nodes.contains_key("n3"), "an operator's overrides stay");
+    assert!(super::driver::forgotten_nodes(&s, &members).is_empty());
+}
