@@ -258,10 +258,13 @@ pub async fn run_with(
         None => open_runtime(runtime, &config.data_dir).await?,
     };
     let seal = Arc::new(crate::security::at_rest::SecretBox::new(&keys.at_rest));
+    let pod_root = config.data_dir.join(POD_DIR);
+    crate::agent::podsetup::create_root(&pod_root)
+        .with_context(|| format!("cannot create {}", pod_root.display()))?;
     let agent_ctx = Arc::new(AgentContext::new(
         AgentSettings {
             policy: config.policy.clone(),
-            pod_root: config.data_dir.join(POD_DIR),
+            pod_root,
             seccomp_dir: config.data_dir.join("seccomp"),
             host_ip: advertise_ip.to_string(),
             seal: Some(seal.clone()),

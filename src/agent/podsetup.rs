@@ -101,12 +101,14 @@ impl PodSetup<'_> {
 /// `ROOT/NAMESPACE_DAEMONSET/REVISION`: one directory per revision, so during a surge the old
 /// and the new instance each keep their own files.
 pub fn pod_dir(root: &Path, namespace: &str, daemonset: &str, revision: &str) -> PathBuf {
-    // Owner-only: Secret files live below. A container sees its volume through the bind mount,
-    // whatever the permissions above it.
-    if !root.exists() && std::fs::create_dir_all(root).is_ok() {
-        let _ = std::fs::set_permissions(root, std::fs::Permissions::from_mode(0o700));
-    }
     root.join(format!("{namespace}_{daemonset}")).join(revision)
+}
+
+/// Creates the root of the pod directories owner-only, once at start: Secret files live below.
+/// A container sees its volume through the bind mount, whatever the permissions above it.
+pub fn create_root(root: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(root)?;
+    std::fs::set_permissions(root, std::fs::Permissions::from_mode(0o700))
 }
 
 /// A pod uid: stable for one instance (same DaemonSet, node, revision and `delete pod`

@@ -35,7 +35,7 @@ pub struct ApplyRequest {
 /// One object's result, with the warnings for fields everynode does not honour.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct ApplyResult {
-    #[serde(default = "daemonset_kind")]
+    #[serde(default = "crate::control::store::daemonset_kind")]
     pub kind: String,
     #[serde(default = "crate::spec::meta::default_namespace")]
     pub namespace: String,
@@ -44,10 +44,6 @@ pub struct ApplyResult {
     /// The revision number of a DaemonSet; the generation of a ConfigMap or Secret.
     pub revision: u64,
     pub warnings: Vec<String>,
-}
-
-fn daemonset_kind() -> String {
-    "DaemonSet".into()
 }
 
 /// What one apply request holds, by kind, once every object was read and checked.

@@ -40,8 +40,13 @@ impl Scope {
     }
 }
 
-fn list_json(items: Vec<Value>) -> Value {
-    json!({"apiVersion": "v1", "kind": "List", "items": items})
+/// The one object asked for by name, else a `kind: List` of them, as kubectl prints them.
+fn one_or_list(mut items: Vec<Value>, one: bool) -> Value {
+    if one && items.len() == 1 {
+        items.remove(0)
+    } else {
+        json!({"apiVersion": "v1", "kind": "List", "items": items})
+    }
 }
 
 pub async fn get_config_maps(
@@ -61,16 +66,11 @@ pub async fn get_config_maps(
     };
     match format {
         OutputFormat::Json | OutputFormat::Yaml => {
-            let mut items: Vec<Value> = records
+            let items: Vec<Value> = records
                 .iter()
                 .map(|r| serde_json::to_value(&r.config_map))
                 .collect::<Result<_, _>>()?;
-            let value = if name.is_some() {
-                items.remove(0)
-            } else {
-                list_json(items)
-            };
-            output::print_structured(&value, format)?;
+            output::print_structured(&one_or_list(items, name.is_some()), format)?;
         }
         OutputFormat::Table | OutputFormat::Wide => {
             if records.is_empty() {
@@ -115,13 +115,8 @@ pub async fn get_secrets(
     };
     let views = secrets(&client, &path, name.is_some(), structured).await?;
     if structured {
-        let mut items: Vec<Value> = views.iter().map(secret_json).collect();
-        let value = if name.is_some() {
-            items.remove(0)
-        } else {
-            list_json(items)
-        };
-        output::print_structured(&value, format)?;
+        let items: Vec<Value> = views.iter().map(secret_json).collect();
+        output::print_structured(&one_or_list(items, name.is_some()), format)?;
         return Ok(ExitCode::SUCCESS);
     }
     if views.is_empty() {

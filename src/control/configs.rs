@@ -150,7 +150,7 @@ impl Store {
             }
             None => {
                 self.config_maps.insert(
-                    k,
+                    k.clone(),
                     ConfigMapRecord {
                         config_map: cm.clone(),
                         generation: 1,
@@ -161,11 +161,10 @@ impl Store {
                 ApplyOutcome::Created
             }
         };
-        let generation = self.config_maps[&key(&cm.metadata.namespace, &cm.metadata.name)].generation;
         Applied {
             name: cm.metadata.name.clone(),
             outcome,
-            revision: generation,
+            revision: self.config_maps[&k].generation,
             kind: "ConfigMap".into(),
             namespace: cm.metadata.namespace.clone(),
         }

@@ -313,7 +313,8 @@ pub struct Applied {
     pub namespace: String,
 }
 
-fn daemonset_kind() -> String {
+/// `kind` of an apply result written before results named their kind.
+pub(crate) fn daemonset_kind() -> String {
     "DaemonSet".into()
 }
 
